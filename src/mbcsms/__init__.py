@@ -1,0 +1,51 @@
+"""mbcsms: a text-message support line for people living with metastatic breast cancer."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+import os
+
+from flask import Flask
+from twilio.request_validator import RequestValidator
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from . import logs
+from .bot import Bot
+from .catalog import Catalog
+from .config import Settings
+from .conversation import Conversation, RateLimit
+from .store import open_store
+
+__all__ = ["create_app"]
+
+
+def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
+    """The application factory. ``config`` is a Settings, or environment variables that
+    override the process environment (handy in tests), or None for the environment alone."""
+    if isinstance(config, Settings):
+        settings = config
+    else:
+        settings = Settings.from_env({**os.environ, **(config or {})})
+    logs.configure(settings.log_level)
+
+    app = Flask(__name__)
+    app.config["MBCSMS_SETTINGS"] = settings
+    app.config["MBCSMS_VALIDATOR"] = (
+        None if settings.dev or not settings.twilio_auth_token
+        else RequestValidator(settings.twilio_auth_token)
+    )
+    catalog = Catalog.load(settings.locales)
+    conversation = Conversation(catalog, RateLimit(settings.rate_limit, settings.rate_window_seconds))
+    store = open_store(settings.database_url, str(settings.sqlite_path))
+    app.extensions["mbcsms"] = Bot(conversation, store, settings.secret)
+
+    from .webhook import blueprint
+
+    app.register_blueprint(blueprint)
+    if settings.proxy_hops:
+        # Behind a PaaS router that ends TLS, Twilio signed https://host/sms but we see http://;
+        # trust exactly as many X-Forwarded-* hops as there are proxies, no more.
+        hops = settings.proxy_hops
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)  # type: ignore[method-assign]
+    logs.event("started", store="postgresql" if settings.database_url else "sqlite")
+    return app

@@ -1,0 +1,304 @@
+"""Everything the bot can say and the words it listens for, in every language.
+
+English lives in ``content/topics.toml`` (the source language, next to the documents it cites);
+every other language lives in a gettext catalog ``locales/<lang>/LC_MESSAGES/messages.po`` that
+helpline staff edit with Poedit or Weblate. The ``.po`` files are read at start-up, so there is
+no compiled ``.mo`` that could go stale, and a broken file stops start-up naming file and line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from babel.messages.catalog import Catalog as PoCatalog
+from babel.messages.pofile import PoFileError, read_po
+
+SOURCE_LANGUAGE = "en"
+DOMAIN = "messages"
+CONTENT_FILE = Path(__file__).parent / "content" / "topics.toml"
+
+# Placeholders the bot fills in; translators must keep them exactly as in the English.
+PLACEHOLDER = re.compile(r"\{[a-z_]+\}")
+
+
+class CatalogError(Exception):
+    """A content file or catalog that cannot be used; the message names file and line."""
+
+
+@dataclass(frozen=True)
+class Topic:
+    id: str
+    kind: str
+    answer: str
+    keywords: tuple[str, ...]
+    source: tuple[str, ...]
+    budget: int
+    weight: float = 1.0
+    menu: int | None = None
+    title: str | None = None
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One translatable string, as it appears in ``messages.pot``."""
+
+    context: str
+    msgid: str
+    comment: str
+    lineno: int = 0
+
+
+@dataclass(frozen=True)
+class SourceContent:
+    """The English content file, parsed."""
+
+    topics: tuple[Topic, ...]
+    helpline: str
+    words: dict[str, tuple[str, ...]]
+    path: Path
+
+    def topic(self, topic_id: str) -> Topic:
+        for topic in self.topics:
+            if topic.id == topic_id:
+                return topic
+        raise KeyError(topic_id)
+
+    def menu_topics(self) -> list[Topic]:
+        return sorted((t for t in self.topics if t.menu is not None), key=lambda t: t.menu or 0)
+
+
+def join_keywords(words: tuple[str, ...] | list[str]) -> str:
+    return ", ".join(words)
+
+
+def split_keywords(text: str) -> tuple[str, ...]:
+    return tuple(word.strip() for word in text.replace("\n", ",").split(",") if word.strip())
+
+
+def load_source(path: Path = CONTENT_FILE) -> SourceContent:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise CatalogError(f"{path}: {error}") from error
+    try:
+        topics = tuple(
+            Topic(
+                id=raw["id"],
+                kind=raw["kind"],
+                answer=raw["answer"],
+                keywords=tuple(raw.get("keywords", ())),
+                source=tuple(raw.get("source", ())),
+                budget=int(raw["budget"]),
+                weight=float(raw.get("weight", 1.0)),
+                menu=raw.get("menu"),
+                title=raw.get("title"),
+            )
+            for raw in data["topic"]
+        )
+        words = {name: tuple(values) for name, values in data.get("words", {}).items()}
+        return SourceContent(topics, data["helpline"], words, path)
+    except (KeyError, TypeError, ValueError) as error:
+        raise CatalogError(f"{path}: missing or bad field {error}") from error
+
+
+def source_entries(source: SourceContent) -> Iterator[Entry]:
+    """Every translatable string of the content file, with what a translator needs to know."""
+    for topic in source.topics:
+        where = f"source: {', '.join(topic.source) or 'none (program text)'}"
+        yield Entry(
+            f"answer:{topic.id}",
+            topic.answer,
+            f"topic {topic.id} ({topic.kind}); {where}; at most {topic.budget} SMS segments "
+            "for the whole reply (an accent such as á í ó ú halves the room: 67 characters a "
+            "segment instead of 153). Keep placeholders in braces exactly as they are.",
+        )
+        if topic.title:
+            yield Entry(
+                f"title:{topic.id}",
+                topic.title,
+                f"topic {topic.id}: its line in the numbered menu, two or three words.",
+            )
+        if topic.keywords:
+            yield Entry(
+                f"keywords:{topic.id}",
+                join_keywords(topic.keywords),
+                f"topic {topic.id}: words and phrases, separated by commas, that patients type "
+                "for this topic in your language (typos and accents are handled by the bot). "
+                "Not a translation: list what people really write, synonyms and brand names "
+                "included. A keyword may belong to one topic only."
+                + (" These only count when they are the whole message." if topic.kind == "control" else ""),
+            )
+    for name, values in source.words.items():
+        yield Entry(
+            f"words:{name}",
+            join_keywords(values),
+            WORDLIST_COMMENTS.get(name, f"word list {name}, separated by commas"),
+        )
+
+
+WORDLIST_COMMENTS = {
+    "filler": "Polite words that may surround a one-word command (\"stop please\"), separated by "
+    "commas. Not a translation: list your language's own.",
+    "common": "Everyday words of your language (a few hundred, separated by commas), used only "
+    "to recognise that a message is written in it. Not a translation: list your language's "
+    "most common words, without accents.",
+}
+
+
+@dataclass
+class Translations:
+    """One language's catalog: (context, msgid) -> translated text, fuzzy and empty ones left out."""
+
+    lang: str
+    path: Path | None
+    messages: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def get(self, context: str, msgid: str) -> str | None:
+        return self.messages.get((context, msgid))
+
+
+def default_locales_dir() -> Path:
+    """The catalogs shipped in the package; a source checkout keeps them at the repo root."""
+    packaged = Path(__file__).parent / "locales"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parents[2] / "locales"
+
+
+def locales_dir_from_env() -> Path:
+    configured = os.environ.get("MBCSMS_LOCALES")
+    return Path(configured) if configured else default_locales_dir()
+
+
+def catalog_path(locales: Path, lang: str) -> Path:
+    return locales / lang / "LC_MESSAGES" / f"{DOMAIN}.po"
+
+
+def available_languages(locales: Path) -> list[str]:
+    found = sorted(
+        child.name
+        for child in locales.iterdir()
+        if child.is_dir() and catalog_path(locales, child.name).is_file()
+    ) if locales.is_dir() else []
+    return [SOURCE_LANGUAGE] + [lang for lang in found if lang != SOURCE_LANGUAGE]
+
+
+def read_catalog(path: Path, lang: str | None = None) -> PoCatalog:
+    try:
+        with path.open("rb") as handle:
+            return read_po(handle, locale=lang, abort_invalid=True)
+    except PoFileError as error:
+        raise CatalogError(f"{path}: {error}") from error
+    except (OSError, ValueError, UnicodeDecodeError) as error:
+        raise CatalogError(f"{path}: {error}") from error
+
+
+def load_translations(locales: Path, lang: str) -> Translations:
+    path = catalog_path(locales, lang)
+    catalog = read_catalog(path, None)
+    translations = Translations(lang, path)
+    for message in catalog:
+        if not message.id or message.fuzzy or not isinstance(message.id, str):
+            continue
+        text = message.string if isinstance(message.string, str) else None
+        if text:
+            translations.messages[(message.context or "", message.id)] = text
+    return translations
+
+
+class Catalog:
+    """The bot's words in every language: answers to render, keywords to listen for."""
+
+    def __init__(self, source: SourceContent, translations: dict[str, Translations]) -> None:
+        self.source = source
+        self.translations = translations
+        self.languages = [SOURCE_LANGUAGE] + sorted(translations)
+        self._topics = {topic.id: topic for topic in source.topics}
+        self._rendered: dict[tuple[str, str], str] = {}
+
+    @classmethod
+    def load(cls, locales: Path | None = None, source_path: Path = CONTENT_FILE) -> Catalog:
+        locales = locales if locales is not None else locales_dir_from_env()
+        source = load_source(source_path)
+        translations = {
+            lang: load_translations(locales, lang)
+            for lang in available_languages(locales)
+            if lang != SOURCE_LANGUAGE
+        }
+        return cls(source, translations)
+
+    def topic(self, topic_id: str) -> Topic:
+        return self._topics[topic_id]
+
+    def translate(self, context: str, msgid: str, lang: str) -> str:
+        """The text in ``lang``, or the English when that language has no (finished) entry."""
+        translations = self.translations.get(lang)
+        if translations is not None:
+            translated = translations.get(context, msgid)
+            if translated:
+                return translated
+        return msgid
+
+    def has_translation(self, context: str, msgid: str, lang: str) -> bool:
+        if lang == SOURCE_LANGUAGE:
+            return True
+        translations = self.translations.get(lang)
+        return translations is not None and translations.get(context, msgid) is not None
+
+    def keywords(self, topic: Topic, lang: str) -> tuple[str, ...]:
+        if not topic.keywords:
+            return ()
+        if not self.has_translation(f"keywords:{topic.id}", join_keywords(topic.keywords), lang):
+            return ()
+        return split_keywords(self.translate(f"keywords:{topic.id}", join_keywords(topic.keywords), lang))
+
+    def words(self, name: str, lang: str) -> tuple[str, ...]:
+        english = self.source.words.get(name, ())
+        if not english or not self.has_translation(f"words:{name}", join_keywords(english), lang):
+            return ()
+        return split_keywords(self.translate(f"words:{name}", join_keywords(english), lang))
+
+    def answer(self, topic_id: str, lang: str) -> str:
+        topic = self._topics[topic_id]
+        return self.translate(f"answer:{topic.id}", topic.answer, lang)
+
+    def title(self, topic: Topic, lang: str) -> str:
+        return self.translate(f"title:{topic.id}", topic.title or topic.id, lang)
+
+    def menu_topics(self) -> list[Topic]:
+        return self.source.menu_topics()
+
+    def menu_topic(self, number: int) -> Topic | None:
+        for topic in self.menu_topics():
+            if topic.menu == number:
+                return topic
+        return None
+
+    def render(self, topic_id: str, lang: str) -> str:
+        """The full text of a reply: answers composed and placeholders filled. Cached: pure."""
+        key = (topic_id, lang)
+        text = self._rendered.get(key)
+        if text is None:
+            text = self._compose(topic_id, lang)
+            self._rendered[key] = text
+        return text
+
+    def _compose(self, topic_id: str, lang: str) -> str:
+        if topic_id == "start":
+            return self._fill(self.answer("start", lang), lang) + "\n" + self.render("menu", lang)
+        return self._fill(self.answer(topic_id, lang), lang)
+
+    def _fill(self, text: str, lang: str) -> str:
+        # Replace only the placeholders we own: a stray brace typed by a translator stays text
+        # instead of crashing str.format on a patient's request.
+        values = {"{helpline}": self.source.helpline}
+        if "{topics}" in text:
+            values["{topics}"] = "\n".join(
+                f"{topic.menu} {self.title(topic, lang)}" for topic in self.menu_topics()
+            )
+        return PLACEHOLDER.sub(lambda match: values.get(match.group(0), match.group(0)), text)

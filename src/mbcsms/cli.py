@@ -1,0 +1,116 @@
+"""The ``mbcsms`` command: ``reply`` for staff and scripts, ``serve`` to run the webhook,
+``translations`` for the catalogs. Every command runs the same functions as the webhook."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+
+import click
+
+from .catalog import Catalog, CatalogError
+from .config import ConfigError, Settings
+from .conversation import Conversation, RateLimit, Reply, SenderState
+
+
+@click.group()
+def main() -> None:
+    """mbcsms: a text-message support line for people living with metastatic breast cancer."""
+
+
+def _reply_json(reply: Reply) -> str:
+    return json.dumps(
+        {
+            "topic": reply.topic,
+            "lang": reply.lang,
+            "body": reply.body,
+            "segments": reply.segments,
+            "encoding": reply.encoding,
+        },
+        ensure_ascii=False,
+    )
+
+
+def _print(reply: Reply, as_json: bool) -> None:
+    if as_json:
+        click.echo(_reply_json(reply))
+    else:
+        # One line a reply in batch mode, so a script can pair answers with questions.
+        click.echo((reply.body or "").replace("\n", " / ") if reply.body is not None else "(no reply)")
+
+
+@main.command()
+@click.argument("message", required=False)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object a reply.")
+@click.option(
+    "--from", "sender", metavar="NUMBER",
+    help="Reply as to this sender, using the configured state store (MBCSMS_DB or DATABASE_URL).",
+)
+def reply(message: str | None, as_json: bool, sender: str | None) -> None:
+    """Print the bot's reply to MESSAGE, or to each line of standard input.
+
+    Without --from, each message is answered as from a new sender and nothing is stored.
+    """
+    messages = [message] if message is not None else (line.rstrip("\r\n") for line in sys.stdin)
+    try:
+        if sender is None:
+            conversation = Conversation(Catalog.load())
+            for text in messages:
+                answer, _ = conversation.reply_to(text, SenderState(), time.time())
+                _print(answer, as_json)
+            return
+        from .bot import Bot, Inbound, OptOutNotRecorded
+        from .store import open_store
+
+        settings = Settings.from_env(dev=True)
+        if not os.environ.get("MBCSMS_SECRET"):
+            raise click.UsageError("reply --from needs MBCSMS_SECRET: it keys the sender hash the store uses")
+        bot = Bot(
+            Conversation(Catalog.load(settings.locales), RateLimit(settings.rate_limit, settings.rate_window_seconds)),
+            open_store(settings.database_url, str(settings.sqlite_path)),
+            settings.secret,
+        )
+        for text in messages:
+            try:
+                _print(bot.answer(Inbound(sender, text)), as_json)
+            except OptOutNotRecorded:
+                raise click.ClickException("the store is unavailable: the opt-out/opt-in was NOT recorded")
+    except (CatalogError, ConfigError) as error:
+        raise click.ClickException(str(error)) from None
+
+
+@main.command()
+@click.option("--dev", is_flag=True, help="Local trial: 127.0.0.1 only, signatures NOT checked.")
+@click.option("--port", type=int, default=lambda: int(os.environ.get("PORT", "5000")), show_default="$PORT or 5000")
+def serve(dev: bool, port: int) -> None:
+    """Run the webhook. Production runs gunicorn exactly as the Procfile does."""
+    if dev:
+        from . import create_app
+
+        try:
+            app = create_app(Settings.from_env(dev=True))
+        except (CatalogError, ConfigError) as error:
+            raise click.ClickException(str(error)) from None
+        click.secho(
+            "DEVELOPMENT MODE: Twilio signatures are NOT checked. Listening on 127.0.0.1 only; "
+            "never expose this to the internet.",
+            fg="red", bold=True, err=True,
+        )
+        app.run(host="127.0.0.1", port=port, debug=False)
+        return
+    try:
+        Settings.from_env()
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from None
+    gunicorn = shutil.which("gunicorn") or "gunicorn"
+    os.execvp(gunicorn, [gunicorn, *gunicorn_arguments(port)])
+
+
+def gunicorn_arguments(port: int) -> list[str]:
+    workers = os.environ.get("WEB_CONCURRENCY", "2")
+    return ["--bind", f"0.0.0.0:{port}", "--workers", workers, "--access-logfile", "-",
+            "--access-logformat", '{"event": "http", "status": %(s)s, "latency_ms": %(M)s}',
+            "mbcsms:create_app()"]

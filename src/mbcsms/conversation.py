@@ -1,0 +1,128 @@
+"""The one decision at the heart of mbcsms: given a message and what we know of its sender, what
+do we answer, and what do we now know of them?
+
+``reply_to`` is a plain function with no Flask, no I/O and no clock of its own, so the webhook,
+``mbcsms reply`` and the tests all run exactly the same rules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from .catalog import SOURCE_LANGUAGE, Catalog
+from .sms import count_segments
+from .understand import CONTROL, CRISIS, NUMBER, TOPIC, Understander
+
+# Twilio blocks the sender and confirms by itself when the whole message is one of these words,
+# and a reply to it would fail (error 21610), so we answer those with an empty <Response/>.
+TWILIO_OPT_OUT_WORDS = frozenset(
+    {"stop", "stopall", "unsubscribe", "cancel", "end", "quit", "revoke", "optout"}
+)
+
+# Topics of replies that are not a topic a patient asked for.
+OPTED_OUT = "opted_out"
+RATE_LIMIT = "rate_limit"
+RATE_LIMITED = "rate_limited"
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    replies: int = 20
+    window_seconds: float = 600.0
+
+
+@dataclass(frozen=True)
+class SenderState:
+    """What we remember of one sender; never their number or what they wrote."""
+
+    lang: str | None = None  # chosen explicitly (ESPAÑOL, ENGLISH)
+    last_lang: str | None = None  # of the last message that told its language
+    opted_out: bool = False
+    last_menu: str | None = None  # language of the last numbered menu shown
+    window_start: float = 0.0
+    window_count: int = 0
+    window_noticed: bool = False
+
+
+@dataclass(frozen=True)
+class Reply:
+    topic: str
+    lang: str
+    body: str | None  # None: answer with an empty <Response/>
+
+    @property
+    def segments(self) -> int:
+        return count_segments(self.body).segments if self.body else 0
+
+    @property
+    def encoding(self) -> str | None:
+        return count_segments(self.body).encoding if self.body else None
+
+
+class Conversation:
+    """The catalog and its understanding, loaded once; ``reply_to`` is then called per message."""
+
+    def __init__(self, catalog: Catalog, rate_limit: RateLimit | None = None) -> None:
+        self.catalog = catalog
+        self.understander = Understander(catalog)
+        self.rate_limit = rate_limit or RateLimit()
+
+    def render(self, topic: str, lang: str, sent: bool = True) -> Reply:
+        """The reply for a topic in a language; also rebuilds a stored reply for a retry."""
+        if not sent or topic in (OPTED_OUT, RATE_LIMITED):
+            return Reply(topic, lang, None)
+        return Reply(topic, lang, self.catalog.render(topic, lang))
+
+    def reply_to(self, text: str, state: SenderState, now: float) -> tuple[Reply, SenderState]:
+        understanding = self.understander.understand(text)
+        told = understanding.lang
+        lang = told or state.lang or state.last_lang or SOURCE_LANGUAGE
+        if told:
+            state = replace(state, last_lang=told)
+        topic = understanding.topic
+
+        # Safety first: an emergency is answered even past an opt-out or the rate limit.
+        if understanding.kind == CRISIS:
+            return self.render("crisis", lang), state
+
+        # Opting out and back in take effect at once and are never rate limited.
+        if understanding.kind == CONTROL and topic == "stop":
+            silent = " ".join(text.split()).casefold() in TWILIO_OPT_OUT_WORDS
+            stop_lang = understanding.keyword_lang or lang
+            return self.render("stop", stop_lang, sent=not silent), replace(state, opted_out=True)
+        if understanding.kind == CONTROL and topic == "start":
+            state = replace(state, opted_out=False, last_menu=lang, window_count=0, window_noticed=False)
+            return self.render("start", lang), state
+        if state.opted_out:
+            return self.render(OPTED_OUT, lang, sent=False), state
+
+        if topic == "language":
+            lang = understanding.keyword_lang or lang
+            state = replace(state, lang=lang, last_lang=lang)
+            reply = self.render("language", lang)
+        elif understanding.kind == NUMBER:
+            lang = told or state.last_menu or lang
+            chosen = self.catalog.menu_topic(understanding.number or 0)
+            reply = self.render(chosen.id if chosen else "menu", lang)
+        elif understanding.kind in (CONTROL, TOPIC):
+            reply = self.render(topic or "fallback", lang)
+        elif not self.understander.words(text):
+            reply = self.render("menu", lang)  # an empty body, or only punctuation
+        else:
+            reply = self.render("fallback", lang)
+        if reply.topic == "menu":
+            state = replace(state, last_menu=lang)
+        return self._within_rate_limit(reply, state, now)
+
+    def _within_rate_limit(
+        self, reply: Reply, state: SenderState, now: float
+    ) -> tuple[Reply, SenderState]:
+        """Past the limit: one notice with the helpline, then silence until the window passes."""
+        limit = self.rate_limit
+        if now - state.window_start >= limit.window_seconds or now < state.window_start:
+            state = replace(state, window_start=now, window_count=0, window_noticed=False)
+        if state.window_count < limit.replies:
+            return reply, replace(state, window_count=state.window_count + 1)
+        if not state.window_noticed:
+            return self.render(RATE_LIMIT, reply.lang), replace(state, window_noticed=True)
+        return self.render(RATE_LIMITED, reply.lang, sent=False), state

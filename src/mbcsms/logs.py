@@ -1,0 +1,63 @@
+"""Logs as one JSON object a line on stdout: what happened, never who said what.
+
+Only the fields named here ever reach a log line; a phone number or a message body has no field
+to go in, and nothing else of a request is logged (see ``quiet_request_logs``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+
+LOGGER_NAME = "mbcsms"
+logger = logging.getLogger(LOGGER_NAME)
+
+ALLOWED_FIELDS = ("topic", "lang", "latency_ms", "sender", "status", "reason", "store", "segments", "retry")
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "event": record.getMessage(),
+        }
+        for name in ALLOWED_FIELDS:
+            value = getattr(record, name, None)
+            if value is not None:
+                entry[name] = value
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def configure(level: str = "INFO") -> None:
+    """JSON lines on stdout for the mbcsms logger; idempotent, so several apps in one process
+    (tests, two instances) do not duplicate lines."""
+    logger.setLevel(level)
+    logger.propagate = False
+    if not any(getattr(handler, "_mbcsms", False) for handler in logger.handlers):
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(JsonFormatter())
+        handler._mbcsms = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    quiet_request_logs()
+
+
+def quiet_request_logs() -> None:
+    # Werkzeug's access log prints the request line; ours carries no number, but keep it to
+    # warnings so a query string can never leak one.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+
+
+def event(name: str, level: int = logging.INFO, **fields: object) -> None:
+    unknown = set(fields) - set(ALLOWED_FIELDS)
+    if unknown:  # a programming error, caught by the tests; never log what we did not vet
+        raise ValueError(f"log fields not allowed: {sorted(unknown)}")
+    logger.log(level, name, extra=fields)
+
+
+def sender_prefix(sender_key: str) -> str:
+    """A short prefix of the keyed hash: enough to follow one conversation in the logs."""
+    return sender_key[:10]

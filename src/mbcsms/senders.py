@@ -1,0 +1,33 @@
+"""Who wrote, as a keyed hash: phone numbers are health data and are never stored or logged."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+
+_CHANNEL = re.compile(r"^[a-z]+:", re.IGNORECASE)
+_NOT_DIGIT = re.compile(r"[^0-9]")
+
+
+def normalise_address(address: str) -> str:
+    """``whatsapp:+1 (555) 010-0000`` -> ``+15550100000``.
+
+    The channel prefix is dropped on purpose: an opt-out sent by SMS also holds on WhatsApp.
+    """
+    number = _CHANNEL.sub("", address.strip())
+    digits = _NOT_DIGIT.sub("", number)
+    return ("+" + digits) if digits else number.casefold()
+
+
+def keyed_hash(secret: str, value: str, purpose: str) -> str:
+    """HMAC-SHA256 of ``value``; ``purpose`` keeps a sender key from ever equalling a message key."""
+    return hmac.new(secret.encode(), f"{purpose}:{value}".encode(), hashlib.sha256).hexdigest()
+
+
+def sender_key(secret: str, address: str) -> str:
+    return keyed_hash(secret, normalise_address(address), "sender")
+
+
+def message_key(secret: str, message_sid: str) -> str:
+    return keyed_hash(secret, message_sid, "message")

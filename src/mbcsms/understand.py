@@ -1,0 +1,219 @@
+"""What a patient's message is about, and which language it is written in.
+
+Patients type fast, on small keyboards, often scared: without accents, with typos, in English or
+Spanish or a mix. So a message is normalised (case, accents, punctuation), each unknown word is
+corrected to the nearest word we know (rapidfuzz's edit distance on candidates from a
+symmetric-delete index, so the cost stays flat however large the vocabulary grows), and then
+matched phrase by phrase against every language's keywords from the catalog.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from itertools import combinations
+
+from rapidfuzz.distance import OSA
+
+from .catalog import Catalog
+
+# A message longer than this is read only in part: enough for any question, and a 5,000
+# character body cannot make the request path slow.
+MAX_TOKENS = 120
+MAX_PHRASE = 6
+
+CRISIS = "crisis"
+CONTROL = "control"
+NUMBER = "number"
+TOPIC = "topic"
+NOTHING = "nothing"
+
+_APOSTROPHES = re.compile(r"['’‘`´]")
+_NOT_WORD = re.compile(r"[^a-z0-9]+")
+_LETTER_DIGIT = re.compile(r"(?<=[a-z])(?=[0-9])|(?<=[0-9])(?=[a-z])")
+
+
+def normalise(text: str) -> str:
+    """Lower case, no accents, no punctuation, single spaces: "¿Qué es HER2+?" -> "que es her 2"."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    plain = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    plain = _APOSTROPHES.sub("", plain)
+    plain = _NOT_WORD.sub(" ", plain)
+    return _LETTER_DIGIT.sub(" ", plain).strip()
+
+
+def tokenize(text: str) -> list[str]:
+    return normalise(text).split()
+
+
+def allowed_typos(word: str) -> int:
+    """Edits tolerated in a word: none in short words, where one edit makes another word."""
+    if len(word) < 4 or word.isdigit():
+        return 0
+    return 1 if len(word) < 8 else 2
+
+
+def deletions(word: str, depth: int) -> set[str]:
+    variants = {word}
+    for count in range(1, depth + 1):
+        for positions in combinations(range(len(word)), count):
+            variants.add("".join(ch for i, ch in enumerate(word) if i not in positions))
+    return variants
+
+
+class TypoIndex:
+    """Nearest known word within a small edit distance, in time independent of vocabulary size."""
+
+    def __init__(self, vocabulary: Iterable[str]) -> None:
+        self._candidates: dict[str, list[str]] = defaultdict(list)
+        for word in sorted(set(vocabulary)):
+            for variant in deletions(word, allowed_typos(word)):
+                self._candidates[variant].append(word)
+
+    def nearest(self, word: str) -> str | None:
+        budget = allowed_typos(word)
+        if budget == 0:
+            return None
+        best: str | None = None
+        best_distance = budget + 1
+        for variant in deletions(word, budget):
+            for candidate in self._candidates.get(variant, ()):
+                limit = min(budget, allowed_typos(candidate))
+                distance = OSA.distance(word, candidate, score_cutoff=limit)
+                if distance <= limit and (distance, candidate) < (best_distance, best or "~"):
+                    best, best_distance = candidate, distance
+        return best
+
+
+@dataclass(frozen=True)
+class Understanding:
+    """What a message asks for. ``lang`` is the language the message is written in, if it tells."""
+
+    kind: str
+    topic: str | None = None
+    lang: str | None = None
+    keyword_lang: str | None = None  # the language whose keyword matched (a switch's target)
+    number: int | None = None
+
+
+@dataclass(frozen=True)
+class _Keyword:
+    topic: str
+    lang: str
+    weight: float
+    order: int
+
+
+class Understander:
+    """Built once per catalog at start-up; ``understand`` is then pure and allocation-light."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self.vocabulary: dict[str, set[str]] = defaultdict(set)
+        self.crisis: dict[tuple[str, ...], _Keyword] = {}
+        self.control: dict[tuple[str, ...], _Keyword] = {}
+        self.phrases: dict[tuple[str, ...], _Keyword] = {}
+        self.filler: set[str] = set()
+        self.conflicts: list[str] = []
+
+        for order, topic in enumerate(catalog.source.topics):
+            for lang in catalog.languages:
+                for keyword in catalog.keywords(topic, lang):
+                    phrase = tuple(tokenize(keyword))
+                    if not phrase:
+                        continue
+                    entry = _Keyword(topic.id, lang, topic.weight, order)
+                    for word in phrase:
+                        self.vocabulary[word].add(lang)
+                    if topic.kind == "crisis":
+                        self.crisis.setdefault(phrase, entry)
+                    elif topic.kind == "control":
+                        self._add(self.control, phrase, entry)
+                        if topic.id == "language":
+                            self._add(self.phrases, phrase, entry)
+                    else:
+                        self._add(self.phrases, phrase, entry)
+        for lang in catalog.languages:
+            for word in catalog.words("common", lang):
+                for token in tokenize(word):
+                    self.vocabulary[token].add(lang)
+            for word in catalog.words("filler", lang):
+                for token in tokenize(word):
+                    self.filler.add(token)
+                    self.vocabulary[token].add(lang)
+        self.typos = TypoIndex(self.vocabulary)
+
+    def _add(self, table: dict[tuple[str, ...], _Keyword], phrase: tuple[str, ...], entry: _Keyword) -> None:
+        known = table.get(phrase)
+        if known is None:
+            table[phrase] = entry
+        elif known.topic != entry.topic:
+            self.conflicts.append(f"{' '.join(phrase)!r}: {known.topic} ({known.lang}) and {entry.topic} ({entry.lang})")
+
+    def words(self, text: str) -> list[str]:
+        """The message's words, each unknown one corrected to the nearest known word."""
+        tokens = tokenize(text)[:MAX_TOKENS]
+        vocabulary = self.vocabulary
+        return [
+            token if token in vocabulary else (self.typos.nearest(token) or token)
+            for token in tokens
+        ]
+
+    def language(self, words: list[str]) -> str | None:
+        """The one language with the most of the message's words, or None when none leads."""
+        counts: dict[str, int] = defaultdict(int)
+        for word in words:
+            for lang in self.vocabulary.get(word, ()):
+                counts[lang] += 1
+        if not counts:
+            return None
+        ranked = sorted(counts.values(), reverse=True)
+        if len(ranked) > 1 and ranked[0] == ranked[1]:
+            return None
+        return max(counts, key=counts.__getitem__)
+
+    def understand(self, text: str) -> Understanding:
+        words = self.words(text)
+        lang = self.language(words)
+
+        crisis = self._scan(words, self.crisis)
+        if crisis:
+            keyword = crisis[0][0]
+            return Understanding(CRISIS, "crisis", lang or keyword.lang, keyword.lang)
+
+        command = tuple(word for word in words if word not in self.filler) or tuple(words)
+        control = self.control.get(command)
+        if control is not None:
+            return Understanding(CONTROL, control.topic, lang or control.lang, control.lang)
+        if len(command) == 1 and command[0].isdigit():
+            return Understanding(NUMBER, None, lang, number=int(command[0]))
+
+        hits = self._scan(words, self.phrases)
+        if not hits:
+            return Understanding(NOTHING, None, lang)
+        scores: dict[str, float] = defaultdict(float)
+        first: dict[str, _Keyword] = {}
+        for keyword, length in hits:
+            scores[keyword.topic] += length * keyword.weight
+            first.setdefault(keyword.topic, keyword)
+        best = max(scores, key=lambda t: (scores[t], first[t].weight, -first[t].order))
+        return Understanding(TOPIC, best, lang, first[best].lang)
+
+    @staticmethod
+    def _scan(words: list[str], table: dict[tuple[str, ...], _Keyword]) -> list[tuple[_Keyword, int]]:
+        """Longest phrases of ``table`` found in ``words``, left to right, without overlap."""
+        hits = []
+        position, count = 0, len(words)
+        while position < count:
+            for length in range(min(MAX_PHRASE, count - position), 0, -1):
+                keyword = table.get(tuple(words[position : position + length]))
+                if keyword is not None:
+                    hits.append((keyword, length))
+                    position += length
+                    break
+            else:
+                position += 1
+        return hits
