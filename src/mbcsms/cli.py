@@ -114,3 +114,8 @@ def gunicorn_arguments(port: int) -> list[str]:
     return ["--bind", f"0.0.0.0:{port}", "--workers", workers, "--access-logfile", "-",
             "--access-logformat", '{"event": "http", "status": %(s)s, "latency_ms": %(M)s}',
             "mbcsms:create_app()"]
+
+
+from .translations_cli import translations  # noqa: E402  (the staff's catalog commands)
+
+main.add_command(translations)
