@@ -32,13 +32,28 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stdout is at the time, so a redirected stdout gets the lines too."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stdout)
+
+    @property  # type: ignore[override]
+    def stream(self):  # noqa: ANN201
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value: object) -> None:
+        pass
+
+
 def configure(level: str = "INFO") -> None:
     """JSON lines on stdout for the mbcsms logger; idempotent, so several apps in one process
     (tests, two instances) do not duplicate lines."""
     logger.setLevel(level)
     logger.propagate = False
     if not any(getattr(handler, "_mbcsms", False) for handler in logger.handlers):
-        handler = logging.StreamHandler(sys.stdout)
+        handler = _StdoutHandler()
         handler.setFormatter(JsonFormatter())
         handler._mbcsms = True  # type: ignore[attr-defined]
         logger.addHandler(handler)

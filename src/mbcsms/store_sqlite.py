@@ -40,8 +40,9 @@ PRUNE_EVERY = 200
 
 
 class SQLiteStore:
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
         self.path = str(path)
+        self.busy_timeout_ms = busy_timeout_ms
         self._local = threading.local()
 
     def _connection(self) -> sqlite3.Connection:
@@ -50,9 +51,10 @@ class SQLiteStore:
             return connection
         try:
             connection = sqlite3.connect(
-                self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+                self.path, timeout=self.busy_timeout_ms / 1000, isolation_level=None,
+                check_same_thread=False,
             )
-            connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            connection.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
             connection.execute("PRAGMA journal_mode = WAL")
             # FULL: an opt-out is on disk before Twilio hears back, even after a power cut.
             connection.execute("PRAGMA synchronous = FULL")

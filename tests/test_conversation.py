@@ -1,0 +1,180 @@
+"""The conversation rules, called directly: (message, sender state) -> (reply, new state)."""
+
+from __future__ import annotations
+
+import pytest
+
+from mbcsms.conversation import Conversation, RateLimit, SenderState
+from mbcsms.sms import count_segments
+
+HELPLINE = "1-877-465-6636"
+NOW = 1_800_000_000.0
+
+# Every topic a patient can ask about, in both languages: (message, topic, language).
+EXAMPLES = [
+    ("what is metastatic breast cancer", "about", "en"),
+    ("que es el cancer de mama metastasico", "about", "es"),
+    ("can it spread to my brain", "spread", "en"),
+    ("se extendió a los huesos, ¿ahora es cáncer de hueso?", "spread", "es"),
+    ("how many people have mbc", "stats", "en"),
+    ("cuantas mujeres tienen esto", "stats", "es"),
+    ("it came back after 5 years", "recurrence", "en"),
+    ("volvio el cancer en la cicatriz", "recurrence", "es"),
+    ("can stage 4 be cured?", "cure", "en"),
+    ("tiene cura el cancer de mama etapa 4", "cure", "es"),
+    ("what are the treatment options", "treatment", "en"),
+    ("que tratamientos hay", "treatment", "es"),
+    ("life expectancy stage 4", "survival", "en"),
+    ("cuanto tiempo de vida me queda", "survival", "es"),
+    ("what does her2 positive mean", "her2", "en"),
+    ("que es her2 positivo", "her2", "es"),
+    ("is there a support group", "support", "en"),
+    ("busco un grupo de apoyo", "support", "es"),
+    ("what is the helpline number", "helpline", "en"),
+    ("numero de la linea de ayuda", "helpline", "es"),
+    ("hello", "menu", "en"),
+    ("hola", "menu", "es"),
+    ("HELP", "help", "en"),
+    ("AYUDA", "help", "es"),
+    ("what time is it", "fallback", "en"),
+    ("donde puedo estacionar", "fallback", "es"),
+    ("I want to kill myself", "crisis", "en"),
+    ("no puedo respirar", "crisis", "es"),
+]
+
+
+def reply(conversation: Conversation, text: str, state: SenderState | None = None):
+    return conversation.reply_to(text, state or SenderState(), NOW)
+
+
+@pytest.mark.parametrize(("text", "topic", "lang"), EXAMPLES)
+def test_each_topic_in_both_languages(conversation, text, topic, lang):
+    answer, _ = reply(conversation, text)
+    assert (answer.topic, answer.lang) == (topic, lang)
+    assert answer.body and answer.segments <= 4
+
+
+def test_every_reply_fits_four_segments_and_most_english_answers_two(conversation, catalog):
+    english_content = []
+    for topic in catalog.source.topics:
+        for lang in catalog.languages:
+            body = catalog.render(topic.id, lang)
+            assert count_segments(body).segments <= topic.budget <= 4, (topic.id, lang)
+        if topic.kind == "content":
+            english_content.append(count_segments(catalog.render(topic.id, "en")).segments)
+    assert sum(1 for segments in english_content if segments <= 2) > len(english_content) / 2
+
+
+def test_typos_and_missing_accents_are_understood(conversation):
+    for text, topic in [("metastatc breast cancr", "about"), ("tratamieto", "treatment"),
+                        ("survivl rate", "survival"), ("hercepton", "her2"), ("sucide", "crisis")]:
+        assert reply(conversation, text)[0].topic == topic, text
+
+
+def test_brand_names_are_her2(conversation):
+    for brand in ["Herceptin", "Perjeta", "Kadcyla", "Enhertu", "trastuzumab deruxtecan"]:
+        answer, _ = reply(conversation, brand)
+        assert answer.topic == "her2"
+        assert answer.lang == "en"  # a drug name does not tell the language: the default
+
+
+def test_crisis_comes_first_and_names_911_and_988(conversation):
+    for text in ["chest pain and my cancer spread", "quiero suicidarme, tengo cancer etapa 4"]:
+        answer, _ = reply(conversation, text)
+        assert answer.topic == "crisis" and "911" in answer.body and "988" in answer.body
+
+
+def test_fallback_carries_the_helpline_in_the_message_language(conversation):
+    english, _ = reply(conversation, "can you refill my prescription")
+    spanish, _ = reply(conversation, "donde esta el estacionamiento del hospital")
+    assert english.topic == spanish.topic == "fallback"
+    assert HELPLINE in english.body and HELPLINE in spanish.body
+    assert spanish.lang == "es" and "Lo siento" in spanish.body
+
+
+def test_control_words_fire_only_as_the_whole_message(conversation):
+    assert reply(conversation, "can I cancel my chemo")[0].topic != "stop"
+    assert reply(conversation, "como puede ayudar mi familia")[0].topic == "support"
+    assert reply(conversation, "how do i stop the nausea")[0].topic in ("helpline", "fallback")
+    assert reply(conversation, "yes I have her2")[0].topic == "her2"
+
+
+@pytest.mark.parametrize("word", ["STOP", "stopall", "UNSUBSCRIBE", "Cancel", "END", "quit",
+                                  "REVOKE", "OPTOUT", " stop "])
+def test_twilio_opt_out_words_are_silent_and_recorded(conversation, word):
+    answer, state = reply(conversation, word)
+    assert (answer.topic, answer.body) == ("stop", None)
+    assert state.opted_out
+
+
+@pytest.mark.parametrize("word", ["PARAR", "alto", "Baja", "CANCELAR", "detener", "parar por favor"])
+def test_spanish_opt_out_words_are_confirmed_in_spanish(conversation, word):
+    answer, state = reply(conversation, word)
+    assert answer.topic == "stop" and answer.lang == "es" and state.opted_out
+    assert "ALTA" in answer.body  # how to come back
+
+
+def test_polite_opt_out_is_confirmed_because_twilio_will_not_block_it(conversation):
+    answer, state = reply(conversation, "stop please")
+    assert answer.topic == "stop" and state.opted_out and "START" in answer.body
+
+
+def test_opted_out_sender_gets_nothing_until_opt_in(conversation):
+    _, state = reply(conversation, "STOP")
+    for text in ["HER2", "hello", "MENU", "HELP", "3", "ESPAÑOL"]:
+        answer, state = reply(conversation, text, state)
+        assert answer.body is None, text
+    answer, state = reply(conversation, "START", state)
+    assert answer.topic == "start" and not state.opted_out and "1 " in answer.body
+    assert reply(conversation, "HER2", state)[0].topic == "her2"
+
+
+@pytest.mark.parametrize("word", ["START", "unstop", "YES", "ALTA", "iniciar", "COMENZAR"])
+def test_opt_in_words(conversation, word):
+    _, state = reply(conversation, "STOP")
+    answer, state = reply(conversation, word, state)
+    assert answer.topic == "start" and not state.opted_out
+
+
+def test_language_switch_is_sticky_for_messages_that_do_not_tell(conversation):
+    answer, state = reply(conversation, "ESPAÑOL")
+    assert (answer.topic, answer.lang, state.lang) == ("language", "es", "es")
+    assert reply(conversation, "HER2", state)[0].lang == "es"
+    assert reply(conversation, "kadcyla", state)[0].lang == "es"
+    assert reply(conversation, "what is stage 4", state)[0].lang == "en"  # clearly English
+    answer, state = reply(conversation, "ENGLISH", state)
+    assert reply(conversation, "HER2", state)[0].lang == "en"
+    for word in ["ESPANOL", "SPANISH", "en español por favor"]:
+        assert reply(conversation, word)[0].lang == "es"
+    for word in ["INGLÉS", "ingles", "English please"]:
+        assert reply(conversation, word, SenderState(lang="es"))[0].lang == "en"
+
+
+def test_numbered_menu_picks_topics_in_the_menu_language(conversation, catalog):
+    menu, state = reply(conversation, "MENÚ", SenderState(lang="es"))
+    assert menu.topic == "menu" and state.last_menu == "es"
+    for topic in catalog.menu_topics():
+        assert f"{topic.menu} {catalog.title(topic, 'es')}" in menu.body
+        picked, _ = reply(conversation, str(topic.menu), state)
+        assert (picked.topic, picked.lang) == (topic.id, "es")
+    assert reply(conversation, "8")[0].topic == "her2"  # no menu shown: the same fixed list
+    assert reply(conversation, "99")[0].topic == "menu"
+
+
+def test_rate_limit_then_one_notice_then_silence_until_the_window_passes(catalog):
+    conversation = Conversation(catalog, RateLimit(replies=3, window_seconds=60))
+    state, topics = SenderState(), []
+    for second in range(6):
+        answer, state = conversation.reply_to("HER2", state, NOW + second)
+        topics.append((answer.topic, answer.body is not None))
+    assert topics == [("her2", True)] * 3 + [("rate_limit", True), ("rate_limited", False), ("rate_limited", False)]
+    notice = conversation.render("rate_limit", "en").body
+    assert HELPLINE in notice
+    crisis, state = conversation.reply_to("suicide", state, NOW + 7)
+    assert crisis.topic == "crisis" and "988" in crisis.body  # never rate limited
+    assert conversation.reply_to("HER2", state, NOW + 61)[0].topic == "her2"
+
+
+def test_empty_and_punctuation_only_messages_get_the_menu(conversation):
+    for text in ["", "   ", "???", "🙂"]:
+        assert reply(conversation, text)[0].topic == "menu"

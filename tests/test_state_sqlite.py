@@ -1,0 +1,196 @@
+"""What the bot remembers, through the signed webhook and a real SQLite file."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+
+import pytest
+
+from mbcsms import create_app
+from mbcsms.bot import Bot, Inbound, OptOutNotRecorded
+from mbcsms.conversation import Conversation
+from mbcsms.store_sqlite import SQLiteStore
+from tests.conftest import PATIENT, SECRET, app_env, new_sid, post_signed
+from tests.twiml import messages, one_message
+
+SPANISH_HER2 = "HER2 positivo"
+ENGLISH_HER2 = "HER2-positive"
+
+
+def test_language_choice_is_remembered(send):
+    assert "español" in one_message(send("ESPAÑOL"))
+    assert SPANISH_HER2 in one_message(send("HER2"))
+    assert "English" in one_message(send("ENGLISH"))
+    assert ENGLISH_HER2 in one_message(send("HER2"))
+
+
+def test_language_choice_survives_a_restart(tmp_path):
+    first = create_app(app_env(tmp_path)).test_client()
+    one_message(post_signed(first, "ESPANOL"))
+    second = create_app(app_env(tmp_path)).test_client()
+    assert SPANISH_HER2 in one_message(post_signed(second, "HER2"))
+
+
+def test_opt_out_holds_until_opt_in(send):
+    assert messages(send("STOP")) == []
+    assert messages(send("HER2")) == []
+    assert messages(send("hello")) == []
+    assert "Welcome back" in one_message(send("START"))
+    assert ENGLISH_HER2 in one_message(send("HER2"))
+
+
+def test_spanish_opt_out_is_confirmed_and_spanish_opt_in_works(send):
+    assert "ALTA" in one_message(send("PARAR"))
+    assert messages(send("HER2")) == []
+    assert "1 " in one_message(send("ALTA"))
+
+
+def test_opt_out_survives_a_restart(tmp_path):
+    first = create_app(app_env(tmp_path)).test_client()
+    assert messages(post_signed(first, "STOP")) == []
+    restarted = create_app(app_env(tmp_path)).test_client()
+    assert messages(post_signed(restarted, "HER2")) == []
+
+
+def test_two_instances_on_one_file_honour_each_others_opt_outs(tmp_path):
+    a = create_app(app_env(tmp_path)).test_client()
+    b = create_app(app_env(tmp_path)).test_client()
+    assert messages(post_signed(a, "STOP")) == []
+    assert messages(post_signed(b, "HER2")) == []
+    one_message(post_signed(b, "START"))
+    assert ENGLISH_HER2 in one_message(post_signed(a, "HER2"))
+
+
+def test_opt_out_is_per_number_across_sms_and_whatsapp(send):
+    assert messages(send("STOP", sender="+1 (555) 010-0001")) == []
+    assert messages(send("HER2", sender=f"whatsapp:{PATIENT}")) == []
+    assert ENGLISH_HER2 in one_message(send("HER2", sender="+15550100002"))
+
+
+def test_retried_message_gets_the_same_reply_and_changes_nothing_twice(tmp_path):
+    client = create_app(app_env(tmp_path, MBCSMS_RATE_LIMIT="2")).test_client()
+    sid = new_sid()
+    first = one_message(post_signed(client, "HER2", sid=sid))
+    assert one_message(post_signed(client, "HER2", sid=sid)) == first  # not counted again
+    assert one_message(post_signed(client, "HER2")) == first  # the 2nd reply of the window
+    assert "many messages" in one_message(post_signed(client, "HER2"))
+    # A retried STOP after START must not opt the sender out again.
+    stop_sid = new_sid()
+    assert messages(post_signed(client, "STOP", sid=stop_sid)) == []
+    assert "Welcome" in one_message(post_signed(client, "START"))
+    assert messages(post_signed(client, "STOP", sid=stop_sid)) == []
+    assert messages(post_signed(client, "HER2")) != []
+
+
+def test_rate_limit_through_the_webhook(tmp_path):
+    client = create_app(app_env(tmp_path, MBCSMS_RATE_LIMIT="3")).test_client()
+    bodies = [messages(post_signed(client, "HER2")) for _ in range(6)]
+    assert [len(b) for b in bodies] == [1, 1, 1, 1, 0, 0]
+    assert "1-877-465-6636" in bodies[3][0]
+    assert "988" in one_message(post_signed(client, "suicide"))
+    assert [len(messages(post_signed(client, "HER2", sender="+15550100099")))] == [1]
+
+
+def test_numbered_menu_through_the_webhook(send):
+    assert "8 HER2-positive" in one_message(send("MENU"))
+    assert ENGLISH_HER2 in one_message(send("8"))
+    one_message(send("ESPAÑOL"))
+    menu = one_message(send("menu"))
+    assert "8 HER2 positivo" in menu
+    assert SPANISH_HER2 in one_message(send("8"))
+
+
+def test_no_phone_number_or_message_body_is_stored_or_logged(tmp_path, capsys):
+    numbers = ["+15550104321", "whatsapp:+15550108765", "+34 600 123 987"]
+    body = "my oncologist Dr Zebulon said it reached my liver"
+    client = create_app(app_env(tmp_path)).test_client()
+    for number in numbers:
+        for text in [body, "STOP", "START", "ESPAÑOL", "HER2"]:
+            post_signed(client, text, sender=number)
+    database = b"".join(path.read_bytes() for path in tmp_path.glob("state.db*"))
+    captured = capsys.readouterr()
+    logged = captured.out + captured.err
+    assert "reply" in logged  # something was logged, so the scan means something
+    for number in numbers:
+        digits = "".join(ch for ch in number if ch.isdigit())
+        for form in {number, digits, digits[-10:], "+" + digits}:
+            assert form.encode() not in database, form
+            assert form not in logged, form
+    assert b"Zebulon" not in database and "Zebulon" not in logged
+
+
+def _bot(path, timeout_ms: int = 5000) -> Bot:
+    from mbcsms import logs
+    from mbcsms.catalog import Catalog
+
+    logs.configure()
+    return Bot(Conversation(Catalog.load()), SQLiteStore(path, busy_timeout_ms=timeout_ms), SECRET)
+
+
+@pytest.mark.parametrize("damage", ["corrupt", "missing_directory", "locked"])
+def test_store_failure_still_answers_questions_but_never_drops_an_opt_out(tmp_path, damage, capsys):
+    path = tmp_path / "state.db"
+    blocker = None
+    if damage == "corrupt":
+        path.write_bytes(b"this is not a database" * 200)
+    elif damage == "missing_directory":
+        path = tmp_path / "no-such-dir" / "state.db"
+    else:
+        blocker = sqlite3.connect(path, isolation_level=None)
+        blocker.execute("PRAGMA journal_mode = WAL")
+        blocker.execute("CREATE TABLE hold (x)")
+        blocker.execute("BEGIN EXCLUSIVE")
+    bot = _bot(path, timeout_ms=50)
+    answer = bot.answer(Inbound(PATIENT, "que es her2", new_sid()))
+    assert answer.topic == "her2" and answer.lang == "es" and answer.body
+    with pytest.raises(OptOutNotRecorded):
+        bot.answer(Inbound(PATIENT, "STOP", new_sid()))
+    logged = capsys.readouterr().out
+    assert "store_failed_answered_anyway" in logged and "opt_change_not_recorded" in logged
+    if blocker is not None:
+        blocker.execute("ROLLBACK")
+        # Once the lock is gone the same bot records the opt-out.
+        bot.answer(Inbound(PATIENT, "STOP", new_sid()))
+        assert bot.answer(Inbound(PATIENT, "HER2", new_sid())).body is None
+
+
+def test_store_failure_through_the_webhook(tmp_path):
+    (tmp_path / "state.db").write_bytes(b"garbage" * 1000)
+    client = create_app(app_env(tmp_path)).test_client()
+    assert ENGLISH_HER2 in one_message(post_signed(client, "HER2"))
+    assert post_signed(client, "STOP").status_code == 503
+    assert client.get("/healthz").status_code == 503
+
+
+def test_concurrent_senders_on_one_file_lose_no_opt_out(tmp_path):
+    bots = [_bot(tmp_path / "state.db") for _ in range(3)]
+    senders = [f"+1555011{n:04d}" for n in range(30)]
+
+    def opt_out(index: int) -> None:
+        bot = bots[index % len(bots)]
+        bot.answer(Inbound(senders[index], "HER2", new_sid()))
+        bot.answer(Inbound(senders[index], "STOP", new_sid()))
+
+    threads = [threading.Thread(target=opt_out, args=(i,)) for i in range(len(senders))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(bots[0].answer(Inbound(s, "HER2", new_sid())).body is None for s in senders)
+
+
+def test_reply_from_uses_the_configured_store(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from mbcsms.cli import main
+
+    monkeypatch.setenv("MBCSMS_SECRET", SECRET)
+    monkeypatch.setenv("MBCSMS_DB", str(tmp_path / "state.db"))
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    runner = CliRunner()
+    assert runner.invoke(main, ["reply", "--from", PATIENT, "ESPAÑOL"]).exit_code == 0
+    result = runner.invoke(main, ["reply", "--from", PATIENT, "HER2"])
+    assert SPANISH_HER2 in result.output
+    # Without --from each message is a new sender: English by default.
+    assert ENGLISH_HER2 in runner.invoke(main, ["reply", "HER2"]).output

@@ -1,0 +1,110 @@
+"""POST /sms through the Flask test client with requests signed the way Twilio signs them."""
+
+from __future__ import annotations
+
+import pytest
+
+from mbcsms import create_app
+from mbcsms.config import ConfigError
+from tests.conftest import AUTH_TOKEN, PUBLIC_URL, app_env, new_sid, post_signed, sign
+from tests.twiml import messages, one_message
+
+
+def test_signed_request_behind_a_tls_ending_proxy_is_answered(send):
+    response = send("kadcyla")
+    assert response.headers["Content-Type"].startswith("text/xml")
+    assert "trastuzumab" in one_message(response)
+
+
+def test_twiml_is_built_by_the_twilio_package(send):
+    body = send("HER2").get_data(as_text=True)
+    assert body.startswith('<?xml version="1.0" encoding="UTF-8"?><Response><Message>')
+
+
+def test_spanish_reply_comes_back_intact(send):
+    assert "HER2 positivo" in one_message(send("que es her2 positivo"))
+
+
+def test_missing_signature_is_forbidden(client):
+    response = client.post("/sms", data={"From": "+15550100001", "Body": "HER2"},
+                           base_url="https://bot.example.org")
+    assert response.status_code == 403
+    assert b"<Message>" not in response.data
+
+
+def test_wrong_token_is_forbidden(client):
+    assert post_signed(client, "HER2", token="not-the-token").status_code == 403
+
+
+def test_tampered_body_is_forbidden(client):
+    form = {"From": "+15550100001", "Body": "HER2", "MessageSid": new_sid()}
+    signature = sign(PUBLIC_URL, form)
+    form["Body"] = "STOP"
+    response = client.post("/sms", data=form, base_url="http://bot.example.org",
+                           headers={"X-Twilio-Signature": signature, "X-Forwarded-Proto": "https"})
+    assert response.status_code == 403
+
+
+def test_signature_for_another_url_is_forbidden(client):
+    form = {"From": "+15550100001", "Body": "HER2", "MessageSid": new_sid()}
+    response = client.post("/sms", data=form, base_url="http://bot.example.org",
+                           headers={"X-Twilio-Signature": sign("https://evil.example.org/sms", form),
+                                    "X-Forwarded-Proto": "https"})
+    assert response.status_code == 403
+
+
+def test_without_trusted_proxy_the_https_signature_does_not_match(tmp_path):
+    client = create_app(app_env(tmp_path, MBCSMS_PROXY_HOPS="0")).test_client()
+    assert post_signed(client, "HER2").status_code == 403
+    assert post_signed(client, "HER2", url="http://bot.example.org/sms").status_code == 200
+
+
+def test_hmac_sha256_signature_settings_are_honoured(client):
+    from twilio.request_validator import RequestValidator
+
+    form = {"From": "+15550100001", "Body": "HER2", "MessageSid": new_sid()}
+    signature = RequestValidator(AUTH_TOKEN).compute_signature(PUBLIC_URL, form, "HMAC_SHA256")
+    headers = {"X-Twilio-Signature": signature, "X-Forwarded-Proto": "https",
+               "X-Twilio-Webhooks-Signature-Settings": "algorithm=HMAC_SHA256"}
+    ok = client.post("/sms", data=form, base_url="http://bot.example.org", headers=headers)
+    assert ok.status_code == 200
+    headers["X-Twilio-Webhooks-Signature-Settings"] = ""
+    assert client.post("/sms", data=form, base_url="http://bot.example.org", headers=headers).status_code == 403
+
+
+def test_stop_answers_an_empty_response(send):
+    assert messages(send("STOP")) == []
+
+
+def test_healthz(client):
+    assert client.get("/healthz").status_code == 200
+
+
+@pytest.mark.parametrize("missing", ["TWILIO_AUTH_TOKEN", "MBCSMS_SECRET"])
+def test_app_refuses_to_start_without_required_variable(tmp_path, missing, monkeypatch):
+    monkeypatch.delenv(missing, raising=False)
+    with pytest.raises(ConfigError) as error:
+        create_app(app_env(tmp_path, **{missing: ""}))
+    assert missing in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(("name", "value"), [("MBCSMS_PROXY_HOPS", "two"), ("MBCSMS_RATE_LIMIT", "0"),
+                                             ("DATABASE_URL", "mysql://x"), ("MBCSMS_SECRET", "short")])
+def test_bad_values_are_named(tmp_path, name, value):
+    with pytest.raises(ConfigError, match=name):
+        create_app(app_env(tmp_path, **{name: value}))
+
+
+def test_cli_reply_json_runs_the_same_pipeline():
+    from click.testing import CliRunner
+
+    from mbcsms.cli import main
+
+    result = CliRunner().invoke(main, ["reply", "--json"], input="HER2 positivo etapa 4\nSTOP\n")
+    assert result.exit_code == 0, result.output
+    import json
+
+    first, second = (json.loads(line) for line in result.output.splitlines())
+    assert first["topic"] == "her2" and first["lang"] == "es" and first["encoding"] == "UCS-2"
+    assert first["segments"] <= 4
+    assert second == {"topic": "stop", "lang": "en", "body": None, "segments": 0, "encoding": None}
