@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 
 from .catalog import SOURCE_LANGUAGE, Catalog
 from .sms import count_segments
-from .understand import CONTROL, CRISIS, NUMBER, TOPIC, Understander
+from .understand import CONTROL, CRISIS, EMPTY, NUMBER, TOPIC, Understander
 
 # Twilio blocks the sender and confirms by itself when the whole message is one of these words,
 # and a reply to it would fail (error 21610), so we answer those with an empty <Response/>.
@@ -106,7 +106,7 @@ class Conversation:
             reply = self.render(chosen.id if chosen else "menu", lang)
         elif understanding.kind in (CONTROL, TOPIC):
             reply = self.render(topic or "fallback", lang)
-        elif not self.understander.words(text):
+        elif understanding.kind == EMPTY:
             reply = self.render("menu", lang)  # an empty body, or only punctuation
         else:
             reply = self.render("fallback", lang)

@@ -9,12 +9,12 @@ matched phrase by phrase against every language's keywords from the catalog.
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from itertools import combinations
 
 from rapidfuzz.distance import OSA
 
@@ -30,6 +30,7 @@ CONTROL = "control"
 NUMBER = "number"
 TOPIC = "topic"
 NOTHING = "nothing"
+EMPTY = "empty"
 
 _APOSTROPHES = re.compile(r"['’‘`´]")
 _NOT_WORD = re.compile(r"[^a-z0-9]+")
@@ -57,10 +58,12 @@ def allowed_typos(word: str) -> int:
 
 
 def deletions(word: str, depth: int) -> set[str]:
+    """``word`` with up to ``depth`` letters left out, in every way."""
     variants = {word}
-    for count in range(1, depth + 1):
-        for positions in combinations(range(len(word)), count):
-            variants.add("".join(ch for i, ch in enumerate(word) if i not in positions))
+    frontier = {word}
+    for _ in range(depth):
+        frontier = {w[:i] + w[i + 1 :] for w in frontier for i in range(len(w))}
+        variants |= frontier
     return variants
 
 
@@ -69,13 +72,19 @@ class TypoIndex:
 
     def __init__(self, vocabulary: Iterable[str]) -> None:
         self._candidates: dict[str, list[str]] = defaultdict(list)
+        self._longest = 0
         for word in sorted(set(vocabulary)):
+            self._longest = max(self._longest, len(word))
             for variant in deletions(word, allowed_typos(word)):
                 self._candidates[variant].append(word)
 
     def nearest(self, word: str) -> str | None:
         budget = allowed_typos(word)
         if budget == 0:
+            return None
+        if len(word) - budget > self._longest:
+            # No variant of it can be a key: without this, one long token (a pasted URL, 1,600
+            # letters) costs len**3 (200 letters: 0.3 s; 1,600: minutes) and stalls the worker.
             return None
         best: str | None = None
         best_distance = budget + 1
@@ -118,10 +127,19 @@ class Understander:
         self.phrases: dict[tuple[str, ...], _Keyword] = {}
         self.filler: set[str] = set()
         self.conflicts: list[str] = []
+        # Non-ASCII letters each language's own words use: a hint when the words don't tell.
+        self.letters: dict[str, set[str]] = defaultdict(set)
+
+        for lang in catalog.languages:
+            for word in catalog.words("filler", lang):
+                self.filler.update(tokenize(word))
 
         for order, topic in enumerate(catalog.source.topics):
             for lang in catalog.languages:
                 for keyword in catalog.keywords(topic, lang):
+                    for ch in keyword.casefold():
+                        if not ch.isascii() and ch.isalpha():
+                            self.letters[ch].add(lang)
                     phrase = tuple(tokenize(keyword))
                     if not phrase:
                         continue
@@ -131,7 +149,8 @@ class Understander:
                     if topic.kind == "crisis":
                         self.crisis.setdefault(phrase, entry)
                     elif topic.kind == "control":
-                        self._add(self.control, phrase, entry)
+                        # Matched against the message less its filler, so compare likewise.
+                        self._add(self.control, self._without_filler(phrase), entry)
                         if topic.id == "language":
                             self._add(self.phrases, phrase, entry)
                     else:
@@ -142,7 +161,6 @@ class Understander:
                     self.vocabulary[token].add(lang)
             for word in catalog.words("filler", lang):
                 for token in tokenize(word):
-                    self.filler.add(token)
                     self.vocabulary[token].add(lang)
         self.typos = TypoIndex(self.vocabulary)
 
@@ -153,14 +171,27 @@ class Understander:
         elif known.topic != entry.topic:
             self.conflicts.append(f"{' '.join(phrase)!r}: {known.topic} ({known.lang}) and {entry.topic} ({entry.lang})")
 
+    def _without_filler(self, words: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(word for word in words if word not in self.filler) or words
+
     def words(self, text: str) -> list[str]:
         """The message's words, each unknown one corrected to the nearest known word."""
-        tokens = tokenize(text)[:MAX_TOKENS]
+        return self._corrected(tokenize(text)[:MAX_TOKENS])
+
+    def _corrected(self, tokens: list[str]) -> list[str]:
         vocabulary = self.vocabulary
         return [
             token if token in vocabulary else (self.typos.nearest(token) or token)
             for token in tokens
         ]
+
+    def _letter_hint(self, text: str) -> str | None:
+        """The one language whose keywords use the message's accented letters (á, ñ, ã...)."""
+        langs: set[str] = set()
+        for ch in text.casefold():
+            if ch in self.letters:
+                langs |= self.letters[ch]
+        return next(iter(langs)) if len(langs) == 1 else None
 
     def language(self, words: list[str]) -> str | None:
         """The one language with the most of the message's words, or None when none leads."""
@@ -176,15 +207,20 @@ class Understander:
         return max(counts, key=counts.__getitem__)
 
     def understand(self, text: str) -> Understanding:
-        words = self.words(text)
-        lang = self.language(words)
+        tokens = tokenize(text)[:MAX_TOKENS]
+        words = self._corrected(tokens)
+        # The words as typed tell the language best: a typo corrected to a near word of the
+        # other language ("comer" -> "come") must not flip it.
+        lang = self.language(tokens) or self.language(words) or self._letter_hint(text)
+        if not words:
+            return Understanding(EMPTY, None, lang)
 
         crisis = self._scan(words, self.crisis)
         if crisis:
             keyword = crisis[0][0]
             return Understanding(CRISIS, "crisis", lang or keyword.lang, keyword.lang)
 
-        command = tuple(word for word in words if word not in self.filler) or tuple(words)
+        command = self._without_filler(tuple(words))
         control = self.control.get(command)
         if control is not None:
             return Understanding(CONTROL, control.topic, lang or control.lang, control.lang)
@@ -197,9 +233,17 @@ class Understander:
         scores: dict[str, float] = defaultdict(float)
         first: dict[str, _Keyword] = {}
         for keyword, length in hits:
-            scores[keyword.topic] += length * keyword.weight
+            # A longer phrase is more specific, but two words are not twice the evidence.
+            scores[keyword.topic] += math.sqrt(length) * keyword.weight
             first.setdefault(keyword.topic, keyword)
-        best = max(scores, key=lambda t: (scores[t], first[t].weight, -first[t].order))
+
+        def rank(topic: str) -> tuple[bool, float, float, int]:
+            keyword = first[topic]
+            # Words that only name the disease ("stage 4", "cáncer de mama") never outweigh
+            # the words of a question about it, however many of them there are.
+            return keyword.weight >= 1, scores[topic], keyword.weight, -keyword.order
+
+        best = max(scores, key=rank)
         return Understanding(TOPIC, best, lang, first[best].lang)
 
     @staticmethod
