@@ -8,12 +8,16 @@ import os
 import shutil
 import sys
 import time
+from typing import TYPE_CHECKING
 
 import click
 
 from .catalog import Catalog, CatalogError
 from .config import ConfigError, Settings
 from .conversation import Conversation, RateLimit, Reply, SenderState
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 
 @click.group()
@@ -109,11 +113,61 @@ def serve(dev: bool, port: int) -> None:
     os.execvp(gunicorn, [gunicorn, *gunicorn_arguments(port)])
 
 
+# The access log says what happened, never who: method, path (no query string), status, latency.
+ACCESS_LOG_FORMAT = '{"event": "http", "method": "%(m)s", "path": "%(U)s", "status": %(s)s, "latency_ms": %(M)s}'
+WSGI_APP = "mbcsms.cli:wsgi_app()"
+
+
 def gunicorn_arguments(port: int) -> list[str]:
+    """The Procfile's web command, word for word (a test holds them together)."""
     workers = os.environ.get("WEB_CONCURRENCY", "2")
     return ["--bind", f"0.0.0.0:{port}", "--workers", workers, "--access-logfile", "-",
-            "--access-logformat", '{"event": "http", "status": %(s)s, "latency_ms": %(M)s}',
-            "mbcsms:create_app()"]
+            "--access-logformat", ACCESS_LOG_FORMAT, WSGI_APP]
+
+
+def wsgi_app() -> Flask:
+    """The app gunicorn runs: create_app, but a bad setting stops the server with one line naming
+    it instead of a traceback per worker."""
+    from . import create_app
+
+    try:
+        return create_app()
+    except (CatalogError, ConfigError) as error:
+        click.echo(f"mbcsms: {error}", err=True)
+        # gunicorn's "App failed to load" exit status: the arbiter stops rather than respawning.
+        raise SystemExit(4) from None
+
+
+@main.command()
+def migrate() -> None:
+    """Create the database tables (the Procfile's release phase); safe to run any number of times."""
+    from .store import StoreError
+
+    try:
+        settings = Settings.from_env(dev=True)  # the release phase needs only the database
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from None
+    try:
+        if settings.database_url:
+            from .store_postgres import PostgresStore
+
+            store = PostgresStore(settings.database_url, prepare=False)
+            try:
+                store.migrate()
+            finally:
+                store.close()
+            click.echo("mbcsms: PostgreSQL schema is ready")
+        else:
+            from .store_sqlite import SQLiteStore
+
+            sqlite = SQLiteStore(settings.sqlite_path)
+            try:
+                sqlite.check()
+            finally:
+                sqlite.close()
+            click.echo(f"mbcsms: SQLite schema is ready in {settings.sqlite_path}")
+    except StoreError as error:
+        raise click.ClickException(str(error)) from None
 
 
 from .translations_cli import translations  # noqa: E402  (the staff's catalog commands)

@@ -55,8 +55,8 @@ class Settings:
             if len(secret) < 16:
                 raise ConfigError("MBCSMS_SECRET is too short: use at least 16 characters")
         database_url = env.get("DATABASE_URL", "").strip() or None
-        if database_url and not re.match(r"^postgres(ql)?://", database_url):
-            raise ConfigError("DATABASE_URL must start with postgres:// or postgresql://")
+        if database_url:
+            _check_database_url(database_url)
         log_level = env.get("MBCSMS_LOG_LEVEL", "INFO").strip().upper()
         if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError("MBCSMS_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
@@ -75,6 +75,22 @@ class Settings:
             log_level=log_level,
             dev=dev,
         )
+
+
+def _check_database_url(url: str) -> None:
+    if not re.match(r"^postgres(ql)?://", url):
+        raise ConfigError("DATABASE_URL must start with postgres:// or postgresql://")
+    from psycopg import Error
+    from psycopg.conninfo import conninfo_to_dict
+
+    problem = "DATABASE_URL is not a valid PostgreSQL URL (postgres://user:password@host:port/dbname)"
+    try:
+        params = conninfo_to_dict(url)
+    except Error:
+        # libpq's own message may quote the URL, password included: name the variable only.
+        raise ConfigError(problem) from None
+    if not all(port.isdigit() or not port for port in str(params.get("port", "5432")).split(",")):
+        raise ConfigError(problem)
 
 
 def _integer(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> int:

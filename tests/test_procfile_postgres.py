@@ -1,0 +1,224 @@
+"""The Procfile as a PaaS runs it: real gunicorn processes, real HTTP, one shared PostgreSQL.
+
+Two servers started from the Procfile's web command stand in for two dynos; an opt-out sent to
+one holds on the other. Start-up with a bad setting stops with one line naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from twilio.request_validator import RequestValidator
+
+from mbcsms.cli import gunicorn_arguments
+from tests.conftest import AUTH_TOKEN, SECRET, new_sid
+from tests.pg_server import free_port, fresh_schema, shared_url
+
+ROOT = Path(__file__).resolve().parent.parent
+WHATSAPP_SENDER = "whatsapp:+15557654321"
+SMS_SENDER = "+15550102030"
+
+
+def procfile_command(process: str) -> str:
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        name, _, command = line.partition(":")
+        if name.strip() == process:
+            return command.strip()
+    raise AssertionError(f"no {process}: line in the Procfile")
+
+
+def test_mbcsms_serve_runs_the_procfile_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WEB_CONCURRENCY", "3")
+    command = procfile_command("web").replace("${WEB_CONCURRENCY:-2}", "3").replace("$PORT", "8123")
+    assert shlex.split(command) == ["gunicorn", *gunicorn_arguments(8123)]
+    assert procfile_command("release") == "mbcsms migrate"
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def server_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("MBCSMS_", "TWILIO_"))}
+    env.update({
+        # The Procfile finds gunicorn and mbcsms on PATH, as on a dyno.
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        "MBCSMS_SECRET": SECRET,
+        "MBCSMS_DB": str(tmp_path / "must-not-exist.db"),
+        "MBCSMS_PROXY_HOPS": "0",  # called directly, no router in front
+        "WEB_CONCURRENCY": "2",
+        "PYTHONUNBUFFERED": "1",
+    })
+    env.update(overrides)
+    return {key: value for key, value in env.items() if value != ""}
+
+
+def start(tmp_path: Path, name: str, env: dict[str, str]) -> Server:
+    port = free_port()
+    log = tmp_path / f"{name}.log"
+    with log.open("wb") as sink:
+        # As a PaaS does: the Procfile line through a shell, so $PORT and ${WEB_CONCURRENCY} expand.
+        process = subprocess.Popen(
+            ["bash", "-c", procfile_command("web")], env={**env, "PORT": str(port)}, cwd=tmp_path,
+            stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    return Server(process, port, log)
+
+
+def stop(server: Server) -> None:
+    if server.process.poll() is None:
+        os.killpg(server.process.pid, signal.SIGTERM)
+        try:
+            server.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.process.pid, signal.SIGKILL)
+            server.process.wait(timeout=5)
+
+
+def wait_until_up(server: Server, within: float = 30.0) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        assert server.process.poll() is None, server.output()
+        try:
+            with urllib.request.urlopen(server.url + "/healthz", timeout=5) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):  # not listening yet, or still booting
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"server did not come up:\n{server.output()}")
+
+
+def send(server: Server, body: str, sender: str = SMS_SENDER) -> str:
+    """POST /sms exactly as Twilio would, signed over the URL actually called; the TwiML back."""
+    url = server.url + "/sms"
+    form = {"From": sender, "To": "+15550009999", "Body": body, "MessageSid": new_sid(),
+            "AccountSid": "AC" + "0" * 32}
+    request = urllib.request.Request(
+        url, data=urllib.parse.urlencode(form).encode(), method="POST",
+        headers={"X-Twilio-Signature": RequestValidator(AUTH_TOKEN).compute_signature(url, form),
+                 "Content-Type": "application/x-www-form-urlencoded"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
+        return response.read().decode()
+
+
+def is_silent(twiml: str) -> bool:
+    return "<Message" not in twiml
+
+
+@pytest.fixture
+def database_url() -> Iterator[str]:
+    with fresh_schema(shared_url()) as url:
+        yield url
+
+
+@pytest.fixture
+def two_servers(tmp_path: Path, database_url: str) -> Iterator[tuple[Server, Server]]:
+    env = server_env(tmp_path, DATABASE_URL=database_url)
+    servers = (start(tmp_path, "a", env), start(tmp_path, "b", env))
+    try:
+        for server in servers:
+            wait_until_up(server)
+        yield servers
+    finally:
+        for server in servers:
+            stop(server)
+
+
+def test_two_servers_share_opt_outs_through_postgresql(two_servers: tuple[Server, Server], tmp_path: Path) -> None:
+    a, b = two_servers
+    assert not is_silent(send(b, "HER2"))
+    assert is_silent(send(a, "STOP"))
+    assert is_silent(send(b, "HER2"))  # opted out on A: B holds its tongue
+    assert not is_silent(send(b, "START"))
+    assert "HER2" in send(a, "HER2")
+    # A WhatsApp sender is answered like any other...
+    assert "HER2" in send(a, "HER2", sender=WHATSAPP_SENDER)
+    # ...and an opt-out by SMS holds on WhatsApp too (same number, another channel).
+    assert is_silent(send(b, "STOP", sender="+15557654321"))
+    assert is_silent(send(a, "HER2", sender=WHATSAPP_SENDER))
+
+    for server in two_servers:
+        stop(server)
+    assert not (tmp_path / "must-not-exist.db").exists()
+    for server in two_servers:
+        logged = server.output()
+        assert '"event": "reply"' in logged and '"event": "http"' in logged
+        for number in ("5557654321", "5550102030"):
+            assert number not in logged, f"a phone number reached the logs:\n{logged}"
+        assert "whatsapp:" not in logged.lower()
+        assert "?" not in "".join(line for line in logged.splitlines() if '"event": "http"' in line)
+
+
+@pytest.mark.parametrize(
+    ("missing", "overrides"),
+    [
+        ("TWILIO_AUTH_TOKEN", {"TWILIO_AUTH_TOKEN": ""}),
+        ("MBCSMS_SECRET", {"MBCSMS_SECRET": ""}),
+        ("DATABASE_URL", {"DATABASE_URL": "mysql://user@localhost/db"}),
+        ("DATABASE_URL", {"DATABASE_URL": "postgres://user:pw@host:notaport/db"}),
+    ],
+)
+def test_a_bad_setting_stops_start_up_with_one_line_naming_it(
+    tmp_path: Path, missing: str, overrides: dict[str, str]
+) -> None:
+    server = start(tmp_path, "bad", server_env(tmp_path, **overrides))
+    try:
+        server.process.wait(timeout=30)
+    finally:
+        stop(server)
+    assert server.process.returncode != 0
+    output = server.output()
+    named = [line for line in output.splitlines() if re.match(rf"^mbcsms: {missing}\b", line)]
+    assert named, output
+    # Not our traceback (gunicorn itself may print one for its own halt when workers race to exit).
+    assert "ConfigError" not in output, output
+    assert "pw" not in " ".join(named)  # a password in a bad URL is never repeated
+
+
+def test_the_release_phase_creates_the_schema(tmp_path: Path, database_url: str) -> None:
+    env = server_env(tmp_path, DATABASE_URL=database_url, TWILIO_AUTH_TOKEN="", MBCSMS_SECRET="")
+    for _ in range(2):  # every deploy runs it again
+        result = subprocess.run(["bash", "-c", procfile_command("release")], env=env, cwd=tmp_path,
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stdout + result.stderr
+    import psycopg
+
+    with psycopg.connect(database_url) as connection:
+        tables = {row[0] for row in connection.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()")}
+    assert {"senders", "answered"} <= tables
+
+
+def test_the_release_phase_fails_loudly_when_the_database_is_unreachable(tmp_path: Path) -> None:
+    env = server_env(tmp_path, DATABASE_URL=f"postgresql://postgres@127.0.0.1:{free_port()}/x")
+    result = subprocess.run(["bash", "-c", procfile_command("release")], env=env, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "postgresql:" in result.stderr and "Traceback" not in result.stderr
