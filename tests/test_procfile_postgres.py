@@ -6,38 +6,19 @@ one holds on the other. Start-up with a bad setting stops with one line naming t
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
-import signal
 import subprocess
-import sys
-import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from twilio.request_validator import RequestValidator
 
 from mbcsms.cli import gunicorn_arguments
-from tests.conftest import AUTH_TOKEN, SECRET, new_sid
 from tests.pg_server import free_port, fresh_schema, shared_url
+from tests.procfile_servers import Server, is_silent, procfile_command, send, server_env, start, stop, wait_until_up
 
-ROOT = Path(__file__).resolve().parent.parent
 WHATSAPP_SENDER = "whatsapp:+15557654321"
-SMS_SENDER = "+15550102030"
-
-
-def procfile_command(process: str) -> str:
-    for line in (ROOT / "Procfile").read_text().splitlines():
-        name, _, command = line.partition(":")
-        if name.strip() == process:
-            return command.strip()
-    raise AssertionError(f"no {process}: line in the Procfile")
 
 
 def test_mbcsms_serve_runs_the_procfile_command(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -45,91 +26,6 @@ def test_mbcsms_serve_runs_the_procfile_command(monkeypatch: pytest.MonkeyPatch)
     command = procfile_command("web").replace("${WEB_CONCURRENCY:-2}", "3").replace("$PORT", "8123")
     assert shlex.split(command) == ["gunicorn", *gunicorn_arguments(8123)]
     assert procfile_command("release") == "mbcsms migrate"
-
-
-@dataclass
-class Server:
-    process: subprocess.Popen[bytes]
-    port: int
-    log: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-
-def server_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("MBCSMS_", "TWILIO_"))}
-    env.update({
-        # The Procfile finds gunicorn and mbcsms on PATH, as on a dyno.
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
-        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
-        "MBCSMS_SECRET": SECRET,
-        "MBCSMS_DB": str(tmp_path / "must-not-exist.db"),
-        "MBCSMS_PROXY_HOPS": "0",  # called directly, no router in front
-        "WEB_CONCURRENCY": "2",
-        "PYTHONUNBUFFERED": "1",
-    })
-    env.update(overrides)
-    return {key: value for key, value in env.items() if value != ""}
-
-
-def start(tmp_path: Path, name: str, env: dict[str, str]) -> Server:
-    port = free_port()
-    log = tmp_path / f"{name}.log"
-    with log.open("wb") as sink:
-        # As a PaaS does: the Procfile line through a shell, so $PORT and ${WEB_CONCURRENCY} expand.
-        process = subprocess.Popen(
-            ["bash", "-c", procfile_command("web")], env={**env, "PORT": str(port)}, cwd=tmp_path,
-            stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-    return Server(process, port, log)
-
-
-def stop(server: Server) -> None:
-    if server.process.poll() is None:
-        os.killpg(server.process.pid, signal.SIGTERM)
-        try:
-            server.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.process.pid, signal.SIGKILL)
-            server.process.wait(timeout=5)
-
-
-def wait_until_up(server: Server, within: float = 30.0) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        assert server.process.poll() is None, server.output()
-        try:
-            with urllib.request.urlopen(server.url + "/healthz", timeout=5) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):  # not listening yet, or still booting
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"server did not come up:\n{server.output()}")
-
-
-def send(server: Server, body: str, sender: str = SMS_SENDER) -> str:
-    """POST /sms exactly as Twilio would, signed over the URL actually called; the TwiML back."""
-    url = server.url + "/sms"
-    form = {"From": sender, "To": "+15550009999", "Body": body, "MessageSid": new_sid(),
-            "AccountSid": "AC" + "0" * 32}
-    request = urllib.request.Request(
-        url, data=urllib.parse.urlencode(form).encode(), method="POST",
-        headers={"X-Twilio-Signature": RequestValidator(AUTH_TOKEN).compute_signature(url, form),
-                 "Content-Type": "application/x-www-form-urlencoded"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        assert response.status == 200
-        return response.read().decode()
-
-
-def is_silent(twiml: str) -> bool:
-    return "<Message" not in twiml
 
 
 @pytest.fixture
