@@ -1,0 +1,472 @@
+"""`mbcsms translations`: the catalog tools staff use, on real catalog files in tmp_path.
+
+Catalogs are edited here with Babel itself (read_po/write_po), as Poedit or Weblate would edit
+them, and the commands are run through the real CLI.
+"""
+
+from __future__ import annotations
+
+import gettext
+import html
+import re
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from babel.messages.catalog import Catalog as PoCatalog
+from babel.messages.pofile import read_po, write_po
+from click.testing import CliRunner, Result
+
+from mbcsms import create_app
+from mbcsms.catalog import (
+    CONTENT_FILE,
+    Catalog,
+    CatalogError,
+    catalog_path,
+    default_locales_dir,
+    load_source,
+    source_entries,
+)
+from mbcsms.cli import main
+from mbcsms.conversation import Conversation, SenderState
+from mbcsms.sms import count_segments
+from mbcsms.translations import REPO_ROOT, check, update
+from tests.conftest import app_env
+
+REPO_LOCALES = default_locales_dir()
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> Result:
+    return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
+
+
+@pytest.fixture
+def locales(tmp_path: Path) -> Path:
+    """A copy of the project's catalogs, safe to break."""
+    target = tmp_path / "locales"
+    shutil.copytree(REPO_LOCALES, target, ignore=shutil.ignore_patterns("*.mo"))
+    return target
+
+
+def read(path: Path) -> PoCatalog:
+    with path.open("rb") as handle:
+        return read_po(handle)
+
+
+def edit(path: Path, change: Callable[[PoCatalog], None]) -> None:
+    catalog = read(path)
+    change(catalog)
+    with path.open("wb") as handle:
+        write_po(handle, catalog, width=None)
+
+
+def entry(catalog: PoCatalog, context: str):  # -> babel Message
+    for message in catalog:
+        if message.context == context:
+            return message
+    raise KeyError(context)
+
+
+def line_of(path: Path, context: str) -> int:
+    return entry(read(path), context).lineno
+
+
+# --- check ---------------------------------------------------------------------------------
+
+
+def test_check_passes_on_the_repository() -> None:
+    result = run("translations", "check", "--locales", str(REPO_LOCALES))
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("OK:")
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_check_measures_every_reply_in_every_language_as_sent() -> None:
+    result = check(REPO_LOCALES)
+    catalog = Catalog.load(REPO_LOCALES)
+    assert result.ok
+    assert {lang for _, lang in result.measures} == set(catalog.languages) >= {"en", "es"}
+    for (topic, lang), measure in result.measures.items():
+        assert measure.text == catalog.render(topic, lang)
+        assert measure.count == count_segments(measure.text)
+        assert measure.count.segments <= catalog.topic(topic).budget
+    assert "\n" in result.measures[("start", "es")].text  # start includes the menu
+
+
+def blank(context: str) -> Callable[[PoCatalog], None]:
+    def change(catalog: PoCatalog) -> None:
+        entry(catalog, context).string = ""
+    return change
+
+
+def make_fuzzy(context: str) -> Callable[[PoCatalog], None]:
+    def change(catalog: PoCatalog) -> None:
+        entry(catalog, context).flags.add("fuzzy")
+    return change
+
+
+def rename_placeholder(catalog: PoCatalog) -> None:
+    message = entry(catalog, "answer:help")
+    assert "{helpline}" in message.string
+    message.string = message.string.replace("{helpline}", "{telefono}")
+
+
+def steal_keyword(catalog: PoCatalog) -> None:
+    # "quimioterapia" is a treatment keyword in Spanish; give it to "cure" as well.
+    message = entry(catalog, "keywords:cure")
+    assert "quimioterapia" in entry(catalog, "keywords:treatment").string
+    message.string += ", Quimioterapia"
+
+
+def overfill(catalog: PoCatalog) -> None:
+    message = entry(catalog, "answer:survival")
+    message.string = " ".join([message.string] * 3)
+
+
+def drop_keywords(catalog: PoCatalog) -> None:
+    entry(catalog, "keywords:her2").string = " , ¿? ,"
+
+
+def add_stale(catalog: PoCatalog) -> None:
+    catalog.add("An answer we no longer send.", "Una respuesta vieja.", context="answer:gone")
+
+
+@pytest.mark.parametrize(
+    ("change", "context", "kind", "detail"),
+    [
+        (blank("answer:stats"), "answer:stats", "untranslated", "the bot sends the English"),
+        (make_fuzzy("answer:cure"), "answer:cure", "fuzzy", "fuzzy"),
+        (rename_placeholder, "answer:help", "placeholders", "expected {helpline}, found {telefono}"),
+        # Reported on the later of the two topics, naming the earlier one (cure comes first).
+        (steal_keyword, "keywords:treatment", "keyword conflict",
+         "'quimioterapia' is also a keyword of topic cure ('Quimioterapia', line "),
+        (overfill, "answer:survival", "over budget", "UCS-2"),
+        (drop_keywords, "keywords:her2", "no keywords", ""),
+        (add_stale, "answer:gone", "stale", "no longer exists"),
+    ],
+    ids=["blank", "fuzzy", "placeholder", "keyword-conflict", "over-budget", "no-keywords", "stale"],
+)
+def test_check_names_file_line_and_entry_of_each_problem(
+    locales: Path, change: Callable[[PoCatalog], None], context: str, kind: str, detail: str
+) -> None:
+    path = catalog_path(locales, "es")
+    edit(path, change)
+
+    result = run("translations", "check", "--locales", str(locales))
+
+    assert result.exit_code == 1
+    problems = [line for line in result.stdout.splitlines() if line]
+    assert len(problems) == 1, result.output
+    expected = f"{path}:{line_of(path, context)}: [es] {context} "
+    assert problems[0].startswith(expected), problems[0]
+    assert f": {kind}: " in problems[0] and detail in problems[0]
+    assert "1 problem (1 in es)" in result.stderr
+
+
+def test_check_reports_every_problem_at_once_and_can_keep_to_one_language(locales: Path) -> None:
+    path = catalog_path(locales, "es")
+    for change in (blank("answer:stats"), make_fuzzy("answer:cure"), rename_placeholder, steal_keyword, overfill):
+        edit(path, change)
+
+    everything = run("translations", "check", "--locales", str(locales))
+    assert everything.exit_code == 1
+    for context in ("answer:stats", "answer:cure", "answer:help", "keywords:treatment", "answer:survival"):
+        assert f"[es] {context} " in everything.stdout
+
+    english = run("translations", "check", "--lang", "en", "--locales", str(locales))
+    assert english.exit_code == 0 and english.output.startswith("OK: 1 language (en)")
+
+
+def test_a_fuzzy_keyword_list_leaves_the_topic_without_keywords(locales: Path) -> None:
+    path = catalog_path(locales, "es")
+    edit(path, make_fuzzy("keywords:her2"))
+    result = run("translations", "check", "--locales", str(locales))
+    assert result.exit_code == 1
+    assert "keywords:her2" in result.stdout and "no keywords in this language" in result.stdout
+
+
+def test_a_duplicated_entry_is_reported(locales: Path) -> None:
+    path = catalog_path(locales, "es")
+    text = path.read_text(encoding="utf-8")
+    block = re.search(r'msgctxt "answer:stop"\n.*\n.*\n', text)
+    assert block is not None
+    path.write_text(text + "\n" + block.group(0), encoding="utf-8")
+    result = run("translations", "check", "--locales", str(locales))
+    assert result.exit_code == 1
+    assert "duplicate" in result.stdout and "answer:stop" in result.stdout
+
+
+# --- a broken catalog ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def broken(locales: Path) -> tuple[Path, int]:
+    """The Spanish catalog with one line that is not PO syntax: (locales, that line)."""
+    path = catalog_path(locales, "es")
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    bad = line_of(path, "answer:stats")  # the msgid line of an entry in the middle
+    lines[bad - 1] = 'msgid "More than 168,000 women\n'.replace("msgid", "msgi d")
+    path.write_text("".join(lines), encoding="utf-8")
+    return locales, bad
+
+
+def test_a_broken_catalog_stops_loading_naming_file_and_line(broken: tuple[Path, int]) -> None:
+    locales, line = broken
+    with pytest.raises(CatalogError, match=re.escape(f"{catalog_path(locales, 'es')}:{line}: ")):
+        Catalog.load(locales)
+
+
+def test_a_broken_catalog_stops_the_app_and_the_cli(broken: tuple[Path, int], tmp_path: Path) -> None:
+    locales, line = broken
+    where = f"{catalog_path(locales, 'es')}:{line}: "
+    with pytest.raises(CatalogError, match=re.escape(where)):
+        create_app(app_env(tmp_path, MBCSMS_LOCALES=str(locales)))
+
+    reply = CliRunner().invoke(main, ["reply", "hola"], env={"MBCSMS_LOCALES": str(locales)})
+    assert reply.exit_code == 1 and where in reply.output and "Traceback" not in reply.output
+
+    checked = CliRunner().invoke(main, ["translations", "check", "--locales", str(locales)])
+    assert checked.exit_code == 1, checked.output
+    assert not isinstance(checked.exception, CatalogError)
+    assert f"{where}" in checked.stdout and "broken" in checked.stdout
+
+
+# --- extract, update, compile --------------------------------------------------------------
+
+
+def test_extract_writes_a_template_equal_to_the_english_source(tmp_path: Path) -> None:
+    result = run("translations", "extract", "--locales", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    template = read(tmp_path / "messages.pot")
+    extracted = {(m.context, m.id): m for m in template if m.id}
+    expected = {(e.context, e.msgid): e for e in source_entries(load_source())}
+    assert extracted.keys() == expected.keys()
+    for key, message in extracted.items():
+        assert message.context and message.string == ""
+        assert message.auto_comments and expected[key].comment.startswith(message.auto_comments[0][:20])
+        assert message.locations[0][0] == "src/mbcsms/content/topics.toml"
+
+
+def test_update_leaves_an_up_to_date_catalog_byte_for_byte(locales: Path) -> None:
+    path = catalog_path(locales, "es")
+    update(locales)  # the committed file may lag behind topics.toml line numbers
+    before = path.read_bytes()
+    assert update(locales) == {"es": False}
+    assert path.read_bytes() == before
+    assert check(locales).ok
+
+
+def test_update_after_an_english_change_marks_the_translation_fuzzy(locales: Path, tmp_path: Path) -> None:
+    # A checkout whose English answer for "stop" changed.
+    root = tmp_path / "checkout"
+    (root / "src/mbcsms/content").mkdir(parents=True)
+    shutil.copy(REPO_ROOT / "babel.cfg", root / "babel.cfg")
+    english = CONTENT_FILE.read_text(encoding="utf-8")
+    old = "You will get no more messages from us. To come back, text START."
+    new = "You will get no more messages from us. To come back, text START any time."
+    assert old in english
+    content = root / "src/mbcsms/content/topics.toml"
+    content.write_text(english.replace(old, new), encoding="utf-8")
+
+    assert update(locales, root=root) == {"es": True}
+
+    path = catalog_path(locales, "es")
+    message = entry(read(path), "answer:stop")
+    assert message.id == new and message.fuzzy
+    assert message.string.startswith("No recibirá más mensajes")  # kept for the translator
+    assert f'#| msgid "{old}"' in path.read_text(encoding="utf-8")  # what the English was
+    result = check(locales, source_path=content)
+    assert [(p.kind, p.context) for p in result.problems] == [("fuzzy", "answer:stop")]
+    assert (locales / "messages.pot").read_text(encoding="utf-8").count(new) == 1
+
+
+def test_compile_writes_mo_files_next_to_the_catalogs(locales: Path) -> None:
+    result = run("translations", "compile", "--locales", str(locales))
+    assert result.exit_code == 0, result.output
+    with catalog_path(locales, "es").with_suffix(".mo").open("rb") as handle:
+        compiled = gettext.GNUTranslations(handle)
+    assert compiled.pgettext("title:treatment", "Treatment") == "Tratamiento"
+
+
+# --- a new language is data only -----------------------------------------------------------
+
+PT_ANSWERS = {
+    "crisis": "Se for uma emergência, ligue para o 911 agora. Se está pensando em suicídio ou em se "
+    "machucar, ligue ou mande mensagem para o 988. Você não está sozinha.",
+    "stop": "Você não receberá mais mensagens nossas. Para voltar, envie VOLTAR.",
+    "start": "Bem-vinda de volta! Você receberá nossas respostas de novo.",
+    "help": "Linha MBC: informações sobre câncer de mama metastático (Komen e Healthwise). Envie "
+    "MENU para ver os temas. Linha de ajuda Komen: {helpline}. Envie PARAR para sair.",
+    "language": "OK, vou responder em português a partir de agora. Envie MENU para ver os temas.",
+    "menu": "Responda com um número:\n{topics}",
+    "about": "O câncer de mama metastático (estágio IV) se espalhou para outras partes do corpo. "
+    "Hoje não tem cura, mas tem tratamento. (Komen, 2021)",
+    "spread": "Costuma ir para os ossos, pulmões, fígado ou cérebro. Continua sendo câncer de mama "
+    "e é tratado como tal. (Komen, 2021)",
+    "stats": "Em 2020, mais de 168.000 mulheres nos EUA viviam com câncer de mama metastático. "
+    "Homens também podem ter. (Komen, 2021)",
+    "recurrence": "Muitas vezes volta meses ou anos depois do tratamento (recidiva a distância). "
+    "Algumas pessoas já têm a doença no diagnóstico. (Komen; Healthwise)",
+    "cure": "Hoje, para a maioria das pessoas, não tem cura, mas tem tratamento. Algumas pessoas "
+    "vivem muitos anos. (Komen, 2021; Healthwise, 2023)",
+    "treatment": "O tratamento pode incluir terapia hormonal, quimioterapia, terapia-alvo, "
+    "imunoterapia, radioterapia ou cirurgia. A escolha depende do tumor e dos seus objetivos. "
+    "(Healthwise, 2023)",
+    "survival": "Cerca de 1 em cada 3 mulheres nos EUA com a doença vive pelo menos 5 anos após o "
+    "diagnóstico. Varia muito de pessoa para pessoa. (Komen, 2021)",
+    "her2": "HER2-positivo: as células têm receptores HER2 demais. Remédios como trastuzumabe "
+    "atuam no HER2. É um dos tipos mais tratáveis. (artigo HER2)",
+    "support": "A Komen tem um grupo fechado no Facebook para pessoas com câncer de mama "
+    "metastático e seus entes queridos. (Komen, 2021)",
+    "helpline": "Linha de ajuda Komen: {helpline}, seg-sex 9h-22h ET, em inglês e espanhol. "
+    "Ligue para perguntas sobre efeitos colaterais, estudos clínicos ou seguro.",
+    "fallback": "Desculpe, não sei responder isso aqui. Ligue para a linha de ajuda Komen: "
+    "{helpline}. Envie MENU para ver os temas.",
+    "rate_limit": "Você enviou muitas mensagens; vou fazer uma pausa de alguns minutos. Linha de "
+    "ajuda Komen: {helpline}. Em uma emergência, ligue para o 911.",
+}
+PT_TITLES = {
+    "about": "O que é", "spread": "Onde se espalha", "stats": "Quantas pessoas",
+    "recurrence": "Quando volta", "cure": "Tem cura?", "treatment": "Tratamento",
+    "survival": "Sobrevida", "her2": "HER2-positivo", "support": "Apoio", "helpline": "Linha de ajuda",
+}
+PT_KEYWORDS = {
+    "crisis": "suicídio, me matar, quero morrer, não quero viver, me machucar, não consigo respirar, "
+    "dor no peito, desmaiei, emergência",
+    "stop": "parar, sair, cancelar, descadastrar",
+    "start": "voltar, recomeçar",
+    "help": "ajuda, informação, informações",
+    "language": "português, em português, portuguese",
+    "menu": "menu, opções, olá, oi, bom dia, boa tarde, boa noite",
+    "about": "câncer de mama metastático, metastático, metastática, metástase, estágio 4, estágio iv, "
+    "câncer avançado",
+    "spread": "espalhou, se espalha, osso, ossos, pulmão, pulmões, fígado, cérebro",
+    "stats": "quantas pessoas, quantas mulheres, estatísticas, homens, homem",
+    "recurrence": "recidiva, voltou, recorrência",
+    "cure": "cura, tem cura, curável, incurável, remissão",
+    "treatment": "tratamento, tratamentos, quimioterapia, quimio, radioterapia, cirurgia, "
+    "terapia hormonal, imunoterapia, remédios",
+    "survival": "sobrevida, sobreviver, expectativa de vida, prognóstico, quanto tempo",
+    "her2": "her2, her2 positivo, herceptin, trastuzumabe",
+    "support": "apoio, grupo de apoio, família, amigos, cuidador, sozinha, medo",
+    "helpline": "linha de ajuda, telefone, ligar, assistente social, komen, efeitos colaterais",
+}
+PT_WORDS = {
+    "filler": "por favor, obrigado, obrigada, agora, quero, todas, mensagens, as mensagens",
+    "common": "o, a, os, as, um, uma, de, do, da, dos, das, em, no, na, nos, nas, que, e, para, "
+    "por, com, nao, sim, eu, voce, ele, ela, meu, minha, seu, sua, isso, este, esta, esse, essa, "
+    "muito, mais, como, quando, onde, porque, mas, tambem, ja, ainda, ser, estar, tem, ter, tenho, "
+    "foi, sao, quais, qual, quero, posso, pode, sobre, cancer, mama, mae, filha, irma, medico, "
+    "hoje, amanha, ontem, dia, ano, anos, vida, tempo, obrigado, ola, bom, boa, entao, aqui, tudo, "
+    "nada, alguem, depois, antes, sempre, nunca, estou, fazer, saber, quanto, quantos, dor, exame",
+}
+
+
+def fill_portuguese(catalog: PoCatalog) -> None:
+    tables = {"answer": PT_ANSWERS, "title": PT_TITLES, "keywords": PT_KEYWORDS, "words": PT_WORDS}
+    for message in catalog:
+        if message.id:
+            kind, _, name = message.context.partition(":")
+            message.string = tables[kind][name]
+
+
+def test_a_new_language_needs_only_its_catalog(locales: Path) -> None:
+    created = run("translations", "new", "pt", "--locales", str(locales))
+    assert created.exit_code == 0, created.output
+    path = catalog_path(locales, "pt")
+    assert path.is_file() and "Portuguese" in created.output
+    fresh = read(path)
+    assert str(fresh.locale) == "pt" and all(not m.string for m in fresh if m.id)
+
+    # Untranslated, it is reported entry by entry, and the bot still answers (in English).
+    unfinished = run("translations", "check", "--lang", "pt", "--locales", str(locales))
+    assert unfinished.exit_code == 1 and "[pt] answer:treatment " in unfinished.stdout
+
+    edit(path, fill_portuguese)
+    done = run("translations", "check", "--lang", "pt", "--locales", str(locales))
+    assert done.exit_code == 0, done.output
+
+    catalog = Catalog.load(locales)
+    assert catalog.languages == ["en", "es", "pt"]
+    conversation = Conversation(catalog)
+    portuguese, _ = conversation.reply_to("Quais são os tratamentos para o câncer de mama?", SenderState(), 0.0)
+    assert (portuguese.topic, portuguese.lang) == ("treatment", "pt")
+    assert portuguese.body == PT_ANSWERS["treatment"]
+    spanish, _ = conversation.reply_to("¿Cuáles son los tratamientos para el cáncer?", SenderState(), 0.0)
+    assert (spanish.topic, spanish.lang) == ("treatment", "es")
+    assert spanish.body == catalog.render("treatment", "es")
+    switched, state = conversation.reply_to("PORTUGUÊS", SenderState(), 0.0)
+    assert (switched.topic, switched.body, state.lang) == ("language", PT_ANSWERS["language"], "pt")
+    menu, _ = conversation.reply_to("olá", SenderState(), 0.0)
+    assert menu.lang == "pt" and "6 Tratamento" in (menu.body or "")
+
+
+def test_new_refuses_an_existing_or_unknown_language(locales: Path) -> None:
+    existing = CliRunner().invoke(main, ["translations", "new", "es", "--locales", str(locales)])
+    assert existing.exit_code == 1 and "already exists" in existing.output
+    unknown = CliRunner().invoke(main, ["translations", "new", "xx", "--locales", str(locales)])
+    assert unknown.exit_code == 1 and "not a language code" in unknown.output
+    assert not (locales / "xx").exists()
+
+
+# --- preview -------------------------------------------------------------------------------
+
+
+def test_preview_shows_every_reply_in_every_language(tmp_path: Path) -> None:
+    page = tmp_path / "replies.html"
+    result = run("translations", "preview", "--html", str(page), "--locales", str(REPO_LOCALES))
+    assert result.exit_code == 0, result.output
+    text = page.read_text(encoding="utf-8")
+    catalog = Catalog.load(REPO_LOCALES)
+    assert text.startswith("<!DOCTYPE html>") and "<script" not in text and "http" not in text.split("<body>")[0]
+    assert "English (en)" in text and "Spanish (es)" in text
+    for topic in catalog.source.topics:
+        row = re.search(rf'<tr id="topic-{topic.id}">(.*?)</tr>', text, re.S)
+        assert row is not None, topic.id
+        cells = row.group(1).split("<td")[1:]
+        assert len(cells) == len(catalog.languages)
+        for lang, cell in zip(catalog.languages, cells):
+            count = count_segments(catalog.render(topic.id, lang))
+            assert f"{count.segments} segment" in cell and f"of {topic.budget}</span>" in cell
+            assert count.encoding in cell
+            for line in catalog.render(topic.id, lang).split("\n"):
+                assert html.escape(line) in cell
+    assert "no problems" in text and 'class="badge problem">' not in text.split("</div>", 1)[1]
+
+
+def test_preview_flags_problems_where_they_stand(locales: Path, tmp_path: Path) -> None:
+    path = catalog_path(locales, "es")
+    edit(path, make_fuzzy("answer:cure"))
+    edit(path, overfill)
+    page = tmp_path / "replies.html"
+    result = run("translations", "preview", "--html", str(page), "--locales", str(locales))
+    assert result.exit_code == 0 and "2 problems flagged" in result.output
+    text = page.read_text(encoding="utf-8")
+    cure = re.search(r'<tr id="topic-cure">(.*?)</tr>', text, re.S).group(1)  # type: ignore[union-attr]
+    english, spanish = cure.split("<td")[1:]
+    assert "problem" not in english
+    assert 'class="bad"' in spanish and ">fuzzy</span>" in spanish
+    assert f"line {line_of(path, 'answer:cure')}" in spanish
+    survival = re.search(r'<tr id="topic-survival">(.*?)</tr>', text, re.S).group(1)  # type: ignore[union-attr]
+    assert 'class="badge over"' in survival and ">over budget</span>" in survival
+
+
+def test_english_replies_and_keywords_are_checked_against_the_content_file(tmp_path: Path) -> None:
+    content = tmp_path / "topics.toml"
+    english = CONTENT_FILE.read_text(encoding="utf-8")
+    short = 'answer = "You will get no more messages from us. To come back, text START."'
+    assert short in english and '"hotline", ' in english
+    long_stop = short.replace("START.", "START. " + "We will miss you. " * 20)
+    content.write_text(
+        english.replace(short, long_stop).replace('"hotline", ', '"hotline", "chemo", '), encoding="utf-8"
+    )
+
+    result = check(REPO_LOCALES, lang="en", source_path=content)
+
+    problems = {(p.kind, p.context): p for p in result.problems}
+    assert problems.keys() == {("over budget", "answer:stop"), ("keyword conflict", "keywords:helpline")}
+    stop = problems[("over budget", "answer:stop")]
+    assert stop.path == content and stop.line == english.splitlines().index('id = "stop"') + 1
+    assert "GSM-7" in stop.detail and "budget is 2" in stop.detail
+    assert "'chemo' is also a keyword of topic treatment" in problems[("keyword conflict", "keywords:helpline")].detail
