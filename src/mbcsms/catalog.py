@@ -41,6 +41,7 @@ class Topic:
     weight: float = 1.0
     menu: int | None = None
     title: str | None = None
+    inside: str = "never"  # control topics: "never", "phrases" (2+ words) or "always"
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,7 @@ def load_source(path: Path = CONTENT_FILE) -> SourceContent:
                 weight=float(raw.get("weight", 1.0)),
                 menu=raw.get("menu"),
                 title=raw.get("title"),
+                inside=raw.get("inside", "never"),
             )
             for raw in data["topic"]
         )
@@ -193,7 +195,11 @@ def read_catalog(path: Path, lang: str | None = None) -> PoCatalog:
         with path.open("rb") as handle:
             return read_po(handle, locale=lang, abort_invalid=True)
     except PoFileError as error:
-        raise CatalogError(f"{path}: {error}") from error
+        # Babel counts lines from 0 ("... on 29"); editors count from 1, and file:line is what
+        # Poedit users and terminals recognise.
+        reason = str(error).removesuffix(f" on {error.lineno}")
+        bad = f": {error.line.strip()!r}" if error.line.strip() else ""
+        raise CatalogError(f"{path}:{error.lineno + 1}: {reason}{bad}") from error
     except (OSError, ValueError, UnicodeDecodeError) as error:
         raise CatalogError(f"{path}: {error}") from error
 

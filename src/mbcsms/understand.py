@@ -13,9 +13,11 @@ import math
 import re
 import unicodedata
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+import Stemmer
+from babel import Locale, UnknownLocaleError
 from rapidfuzz.distance import OSA
 
 from .catalog import Catalog
@@ -24,6 +26,9 @@ from .catalog import Catalog
 # character body cannot make the request path slow.
 MAX_TOKENS = 120
 MAX_PHRASE = 6
+MIN_STEMMED = 5
+# A message this long that matches a general topic by one keyword asks about something else.
+LONG_MESSAGE = 8
 
 CRISIS = "crisis"
 CONTROL = "control"
@@ -48,6 +53,24 @@ def normalise(text: str) -> str:
 
 def tokenize(text: str) -> list[str]:
     return normalise(text).split()
+
+
+def stemmer_for(lang: str) -> Callable[[str], str]:
+    """The Snowball stemmer of a language (by its English name), or none for a language
+    Snowball does not know: its keywords then match as typed."""
+    try:
+        name = Locale.parse(lang).english_name.lower()
+    except (ValueError, UnknownLocaleError):
+        name = ""
+    if name not in Stemmer.algorithms():
+        return lambda word: word
+    stem_word = Stemmer.Stemmer(name).stemWord
+
+    def stem(word: str) -> str:
+        # Short words stay whole: their stems collide ("como" and "comer" are both "com").
+        return word if len(word) < MIN_STEMMED else stem_word(word)
+
+    return stem
 
 
 def allowed_typos(word: str) -> int:
@@ -114,28 +137,38 @@ class _Keyword:
     lang: str
     weight: float
     order: int
+    kind: str = "content"
 
 
 class Understander:
-    """Built once per catalog at start-up; ``understand`` is then pure and allocation-light."""
+    """Built once per catalog at start-up; ``understand`` is then pure and allocation-light.
+
+    Keywords and messages are compared word stem by word stem (Snowball, through PyStemmer), in
+    each language with its own stemmer, so "ending it all" meets "end it all" and "curarse"
+    meets "curar". Control words are compared as typed: ALTO (stop) and ALTA (start) share a stem.
+    """
 
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
+        self.languages = list(catalog.languages)
+        self.stemmers = {lang: stemmer_for(lang) for lang in self.languages}
         self.vocabulary: dict[str, set[str]] = defaultdict(set)
-        self.crisis: dict[tuple[str, ...], _Keyword] = {}
+        self.known_stems: dict[str, set[str]] = {lang: set() for lang in self.languages}
+        self.crisis: dict[str, dict[tuple[str, ...], _Keyword]] = {lang: {} for lang in self.languages}
+        self.phrases: dict[str, dict[tuple[str, ...], _Keyword]] = {lang: {} for lang in self.languages}
         self.control: dict[tuple[str, ...], _Keyword] = {}
-        self.phrases: dict[tuple[str, ...], _Keyword] = {}
         self.filler: set[str] = set()
         self.conflicts: list[str] = []
         # Non-ASCII letters each language's own words use: a hint when the words don't tell.
         self.letters: dict[str, set[str]] = defaultdict(set)
 
-        for lang in catalog.languages:
+        for lang in self.languages:
             for word in catalog.words("filler", lang):
                 self.filler.update(tokenize(word))
 
         for order, topic in enumerate(catalog.source.topics):
-            for lang in catalog.languages:
+            for lang in self.languages:
+                stem = self.stemmers[lang]
                 for keyword in catalog.keywords(topic, lang):
                     for ch in keyword.casefold():
                         if not ch.isascii() and ch.isalpha():
@@ -143,25 +176,25 @@ class Understander:
                     phrase = tuple(tokenize(keyword))
                     if not phrase:
                         continue
-                    entry = _Keyword(topic.id, lang, topic.weight, order)
+                    entry = _Keyword(topic.id, lang, topic.weight, order, topic.kind)
+                    stems = tuple(stem(word) for word in phrase)
                     for word in phrase:
                         self.vocabulary[word].add(lang)
+                    self.known_stems[lang].update(stems)
                     if topic.kind == "crisis":
-                        self.crisis.setdefault(phrase, entry)
+                        self.crisis[lang].setdefault(stems, entry)
                     elif topic.kind == "control":
                         # Matched against the message less its filler, so compare likewise.
                         self._add(self.control, self._without_filler(phrase), entry)
-                        if topic.id == "language":
-                            self._add(self.phrases, phrase, entry)
+                        if topic.inside == "always" or (topic.inside == "phrases" and len(phrase) > 1):
+                            self._add(self.phrases[lang], stems, entry)
                     else:
-                        self._add(self.phrases, phrase, entry)
-        for lang in catalog.languages:
-            for word in catalog.words("common", lang):
-                for token in tokenize(word):
-                    self.vocabulary[token].add(lang)
-            for word in catalog.words("filler", lang):
-                for token in tokenize(word):
-                    self.vocabulary[token].add(lang)
+                        self._add(self.phrases[lang], stems, entry)
+        for lang in self.languages:
+            for name in ("common", "filler"):
+                for word in catalog.words(name, lang):
+                    for token in tokenize(word):
+                        self.vocabulary[token].add(lang)
         self.typos = TypoIndex(self.vocabulary)
 
     def _add(self, table: dict[tuple[str, ...], _Keyword], phrase: tuple[str, ...], entry: _Keyword) -> None:
@@ -169,7 +202,9 @@ class Understander:
         if known is None:
             table[phrase] = entry
         elif known.topic != entry.topic:
-            self.conflicts.append(f"{' '.join(phrase)!r}: {known.topic} ({known.lang}) and {entry.topic} ({entry.lang})")
+            self.conflicts.append(
+                f"{' '.join(phrase)!r}: {known.topic} ({known.lang}) and {entry.topic} ({entry.lang})"
+            )
 
     def _without_filler(self, words: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(word for word in words if word not in self.filler) or words
@@ -179,11 +214,16 @@ class Understander:
         return self._corrected(tokenize(text)[:MAX_TOKENS])
 
     def _corrected(self, tokens: list[str]) -> list[str]:
-        vocabulary = self.vocabulary
-        return [
-            token if token in vocabulary else (self.typos.nearest(token) or token)
-            for token in tokens
-        ]
+        return [self._correct(token) for token in tokens]
+
+    def _correct(self, token: str) -> str:
+        if token in self.vocabulary:
+            return token
+        # Another form of a known word ("spreading") is not a typo: its stem will match.
+        for lang in self.languages:
+            if self.stemmers[lang](token) in self.known_stems[lang]:
+                return token
+        return self.typos.nearest(token) or token
 
     def _letter_hint(self, text: str) -> str | None:
         """The one language whose keywords use the message's accented letters (á, ñ, ã...)."""
@@ -197,7 +237,10 @@ class Understander:
         """The one language with the most of the message's words, or None when none leads."""
         counts: dict[str, int] = defaultdict(int)
         for word in words:
-            for lang in self.vocabulary.get(word, ()):
+            langs = self.vocabulary.get(word)
+            if langs is None:  # another form of a keyword ("holaa", "curarse") still tells
+                langs = {code for code in self.languages if self.stemmers[code](word) in self.known_stems[code]}
+            for lang in langs:
                 counts[lang] += 1
         if not counts:
             return None
@@ -214,11 +257,13 @@ class Understander:
         lang = self.language(tokens) or self.language(words) or self._letter_hint(text)
         if not words:
             return Understanding(EMPTY, None, lang)
+        stems = {code: [self.stemmers[code](word) for word in words] for code in self.languages}
 
-        crisis = self._scan(words, self.crisis)
-        if crisis:
-            keyword = crisis[0][0]
-            return Understanding(CRISIS, "crisis", lang or keyword.lang, keyword.lang)
+        for code in self.languages:
+            crisis = self._scan(stems[code], self.crisis[code])
+            if crisis:
+                keyword = crisis[0][0]
+                return Understanding(CRISIS, "crisis", lang or keyword.lang, keyword.lang)
 
         command = self._without_filler(tuple(words))
         control = self.control.get(command)
@@ -227,35 +272,53 @@ class Understander:
         if len(command) == 1 and command[0].isdigit():
             return Understanding(NUMBER, None, lang, number=int(command[0]))
 
-        hits = self._scan(words, self.phrases)
-        if not hits:
+        # Each language reads the message with its own stems; a topic keeps its best reading.
+        scores: dict[str, float] = {}
+        first: dict[str, tuple[_Keyword, int]] = {}  # its first keyword, and where it stood
+        phrases: dict[str, int] = {}  # how many of its keywords the best reading found
+        for code in self.languages:
+            hits = self._scan(stems[code], self.phrases[code])
+            reading: dict[str, float] = defaultdict(float)
+            found: dict[str, tuple[_Keyword, int]] = {}
+            for keyword, length, position in hits:
+                # A longer phrase is more specific, but two words are not twice the evidence.
+                reading[keyword.topic] += math.sqrt(length) * keyword.weight
+                found.setdefault(keyword.topic, (keyword, position))
+            for topic, score in reading.items():
+                if score > scores.get(topic, 0.0) or (score == scores[topic] and found[topic][0].lang == lang):
+                    scores[topic], first[topic] = score, found[topic]
+                    phrases[topic] = sum(1 for keyword, _, _ in hits if keyword.topic == topic)
+        if not scores:
             return Understanding(NOTHING, None, lang)
-        scores: dict[str, float] = defaultdict(float)
-        first: dict[str, _Keyword] = {}
-        for keyword, length in hits:
-            # A longer phrase is more specific, but two words are not twice the evidence.
-            scores[keyword.topic] += math.sqrt(length) * keyword.weight
-            first.setdefault(keyword.topic, keyword)
 
-        def rank(topic: str) -> tuple[bool, float, float, int]:
-            keyword = first[topic]
+        def rank(topic: str) -> tuple[bool, float, float, int, int]:
+            keyword, position = first[topic]
             # Words that only name the disease ("stage 4", "cáncer de mama") never outweigh
-            # the words of a question about it, however many of them there are.
-            return keyword.weight >= 1, scores[topic], keyword.weight, -keyword.order
+            # the words of a question about it, however many of them there are; on a tie,
+            # what a patient asks first is what they came for.
+            return keyword.weight >= 1, scores[topic], keyword.weight, -position, -keyword.order
 
         best = max(scores, key=rank)
-        return Understanding(TOPIC, best, lang, first[best].lang)
+        keyword = first[best][0]
+        if keyword.kind == "content" and keyword.weight < 1 and phrases[best] == 1 and len(words) >= LONG_MESSAGE:
+            # A long message that only names the disease once asks about something we have
+            # no words for ("can I keep my job with stage 4?"): that is for the helpline.
+            return Understanding(NOTHING, None, lang)
+        return Understanding(TOPIC, best, lang, keyword.lang)
 
     @staticmethod
-    def _scan(words: list[str], table: dict[tuple[str, ...], _Keyword]) -> list[tuple[_Keyword, int]]:
-        """Longest phrases of ``table`` found in ``words``, left to right, without overlap."""
+    def _scan(
+        words: list[str], table: dict[tuple[str, ...], _Keyword]
+    ) -> list[tuple[_Keyword, int, int]]:
+        """Longest phrases of ``table`` found in ``words``, left to right, without overlap:
+        (keyword, its length in words, where it starts)."""
         hits = []
         position, count = 0, len(words)
         while position < count:
             for length in range(min(MAX_PHRASE, count - position), 0, -1):
                 keyword = table.get(tuple(words[position : position + length]))
                 if keyword is not None:
-                    hits.append((keyword, length))
+                    hits.append((keyword, length, position))
                     position += length
                     break
             else:
