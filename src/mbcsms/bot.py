@@ -9,10 +9,12 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 
 from . import logs
 from .conversation import Conversation, Reply, SenderState
 from .senders import message_key, sender_key
+from .sms import count_segments
 from .store import Recorded, StateStore, StoreError
 
 
@@ -45,8 +47,11 @@ class Bot:
         message = message_key(self.secret, inbound.message_sid) if inbound.message_sid else None
         fresh: list[Reply] = []
 
+        # Understood before the store's lock is taken: that lock is shared by every worker.
+        understanding = self.conversation.understander.understand(inbound.body)
+
         def decide(state: SenderState) -> tuple[Reply, SenderState]:
-            reply, new_state = self.conversation.reply_to(inbound.body, state, now)
+            reply, new_state = self.conversation.respond(understanding, state, now)
             fresh.append(reply)
             return reply, new_state
 
@@ -79,10 +84,16 @@ class Bot:
 
     def _log(self, reply: Reply, sender: str, started: float, retry: bool | None = None) -> None:
         logs.event(
-            "reply", topic=reply.topic, lang=reply.lang, segments=reply.segments,
+            "reply", topic=reply.topic, lang=reply.lang, segments=_segments(reply.body),
             latency_ms=round((time.perf_counter() - started) * 1000, 2),
             sender=logs.sender_prefix(sender), retry=retry,
         )
+
+
+@lru_cache(maxsize=1024)
+def _segments(body: str | None) -> int:
+    # Reply.segments, counted once per catalog text instead of character by character per message.
+    return count_segments(body).segments if body else 0
 
 
 def _reason(error: Exception) -> str:

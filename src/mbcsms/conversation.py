@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 
 from .catalog import SOURCE_LANGUAGE, Catalog
 from .sms import count_segments
-from .understand import CONTROL, CRISIS, EMPTY, NUMBER, TOPIC, Understander
+from .understand import CONTROL, CRISIS, EMPTY, NUMBER, TOPIC, Understander, Understanding
 
 # Twilio blocks the sender and confirms by itself when the whole message is one of these words,
 # and a reply to it would fail (error 21610), so we answer those with an empty <Response/>.
@@ -74,7 +74,13 @@ class Conversation:
         return Reply(topic, lang, self.catalog.render(topic, lang))
 
     def reply_to(self, text: str, state: SenderState, now: float) -> tuple[Reply, SenderState]:
-        understanding = self.understander.understand(text)
+        return self.respond(self.understander.understand(text), state, now)
+
+    def respond(
+        self, understanding: Understanding, state: SenderState, now: float
+    ) -> tuple[Reply, SenderState]:
+        """``reply_to`` for a message already understood: what a message says does not depend
+        on who sent it, so the webhook understands it before it holds the sender's state."""
         told = understanding.lang
         lang = told or state.lang or state.last_lang or SOURCE_LANGUAGE
         if told:
@@ -87,7 +93,7 @@ class Conversation:
 
         # Opting out and back in take effect at once and are never rate limited.
         if understanding.kind == CONTROL and topic == "stop":
-            silent = " ".join(text.split()).casefold() in TWILIO_OPT_OUT_WORDS
+            silent = understanding.as_typed in TWILIO_OPT_OUT_WORDS
             stop_lang = understanding.keyword_lang or lang
             return self.render("stop", stop_lang, sent=not silent), replace(state, opted_out=True)
         if understanding.kind == CONTROL and topic == "start":

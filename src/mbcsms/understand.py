@@ -25,7 +25,6 @@ from .catalog import Catalog
 # A message longer than this is read only in part: enough for any question, and a 5,000
 # character body cannot make the request path slow.
 MAX_TOKENS = 120
-MAX_PHRASE = 6
 MIN_STEMMED = 5
 # A message this long that matches a general topic by one keyword asks about something else.
 LONG_MESSAGE = 8
@@ -129,6 +128,7 @@ class Understanding:
     lang: str | None = None
     keyword_lang: str | None = None  # the language whose keyword matched (a switch's target)
     number: int | None = None
+    as_typed: str = ""  # the whole message, trimmed and case-folded: Twilio's own keyword test
 
 
 @dataclass(frozen=True)
@@ -138,6 +138,24 @@ class _Keyword:
     weight: float
     order: int
     kind: str = "content"
+
+
+class PhraseTable(dict[tuple[str, ...], _Keyword]):
+    """Phrases by their words, and for each first word the longest phrase it starts, so a scan
+    only tries the positions and lengths that can match."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.longest: dict[str, int] = {}
+
+    def __setitem__(self, phrase: tuple[str, ...], keyword: _Keyword) -> None:
+        super().__setitem__(phrase, keyword)
+        self.longest[phrase[0]] = max(self.longest.get(phrase[0], 0), len(phrase))
+
+    def setdefault(self, phrase: tuple[str, ...], keyword: _Keyword) -> _Keyword:  # type: ignore[override]
+        if phrase not in self:
+            self[phrase] = keyword
+        return self[phrase]
 
 
 class Understander:
@@ -154,8 +172,8 @@ class Understander:
         self.stemmers = {lang: stemmer_for(lang) for lang in self.languages}
         self.vocabulary: dict[str, set[str]] = defaultdict(set)
         self.known_stems: dict[str, set[str]] = {lang: set() for lang in self.languages}
-        self.crisis: dict[str, dict[tuple[str, ...], _Keyword]] = {lang: {} for lang in self.languages}
-        self.phrases: dict[str, dict[tuple[str, ...], _Keyword]] = {lang: {} for lang in self.languages}
+        self.crisis = {lang: PhraseTable() for lang in self.languages}
+        self.phrases = {lang: PhraseTable() for lang in self.languages}
         self.control: dict[tuple[str, ...], _Keyword] = {}
         self.filler: set[str] = set()
         self.conflicts: list[str] = []
@@ -268,7 +286,8 @@ class Understander:
         command = self._without_filler(tuple(words))
         control = self.control.get(command)
         if control is not None:
-            return Understanding(CONTROL, control.topic, lang or control.lang, control.lang)
+            as_typed = " ".join(text.split()).casefold()
+            return Understanding(CONTROL, control.topic, lang or control.lang, control.lang, as_typed=as_typed)
         if len(command) == 1 and command[0].isdigit():
             return Understanding(NUMBER, None, lang, number=int(command[0]))
 
@@ -307,15 +326,15 @@ class Understander:
         return Understanding(TOPIC, best, lang, keyword.lang)
 
     @staticmethod
-    def _scan(
-        words: list[str], table: dict[tuple[str, ...], _Keyword]
-    ) -> list[tuple[_Keyword, int, int]]:
+    def _scan(words: list[str], table: PhraseTable) -> list[tuple[_Keyword, int, int]]:
         """Longest phrases of ``table`` found in ``words``, left to right, without overlap:
         (keyword, its length in words, where it starts)."""
         hits = []
+        longest = table.longest
         position, count = 0, len(words)
         while position < count:
-            for length in range(min(MAX_PHRASE, count - position), 0, -1):
+            most = longest.get(words[position], 0)
+            for length in range(min(most, count - position), 0, -1):
                 keyword = table.get(tuple(words[position : position + length]))
                 if keyword is not None:
                     hits.append((keyword, length, position))
