@@ -470,3 +470,16 @@ def test_english_replies_and_keywords_are_checked_against_the_content_file(tmp_p
     assert stop.path == content and stop.line == english.splitlines().index('id = "stop"') + 1
     assert "GSM-7" in stop.detail and "budget is 2" in stop.detail
     assert "'chemo' is also a keyword of topic treatment" in problems[("keyword conflict", "keywords:helpline")].detail
+
+
+def test_plain_pybabel_compile_accepts_the_shipped_catalogs(tmp_path: Path) -> None:
+    """Staff may run Babel's own command line, as its documentation shows, not only ours."""
+    from babel.messages.frontend import CommandLineInterface
+
+    shutil.copytree(REPO_ROOT / "locales", tmp_path / "locales")
+    # CommandLineInterface.run returns the number of catalogs that failed, 0 when all compiled.
+    failures = CommandLineInterface().run(
+        ["pybabel", "compile", "-d", str(tmp_path / "locales"), "-D", "messages", "--statistics"]
+    )
+    assert not failures
+    assert (tmp_path / "locales" / "es" / "LC_MESSAGES" / "messages.mo").stat().st_size > 0
