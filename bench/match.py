@@ -44,14 +44,23 @@ def pseudo_word(rng: random.Random) -> str:
     return "".join(rng.choice(CONSONANTS) + rng.choice(VOWELS) for _ in range(rng.randint(2, 5)))
 
 
+def tables(understander: Understander) -> list[dict[tuple[str, ...], object]]:
+    """Every phrase table: each language's topics and crisis words, and the commands."""
+    return [*understander.phrases.values(), *understander.crisis.values(), understander.control]
+
+
+def phrase_count(understander: Understander) -> int:
+    return sum(len(table) for table in tables(understander))
+
+
 def grown(catalog: Catalog, factor: int, seed: int = 7) -> Catalog:
     """The catalog with (factor - 1) times as many keyword phrases and keyword words again, in
     generated topics of 30 keywords each, as the real catalog has."""
     if factor == 1:
         return catalog
     real = Understander(catalog)
-    real_phrases = len(real.phrases) + len(real.control) + len(real.crisis)
-    real_words = {word for phrase in [*real.phrases, *real.control, *real.crisis] for word in phrase}
+    real_phrases = phrase_count(real)
+    real_words = {word for table in tables(real) for phrase in table for word in phrase}
     rng = random.Random(seed)
     pool = sorted({pseudo_word(rng) for _ in range(len(real_words) * (factor - 1) * 11 // 10)} - real.vocabulary.keys())
     phrases = [
@@ -94,7 +103,7 @@ def bench_match(repeats: int) -> dict[str, object]:
     base = min(passes[1])
     for factor, understander in understanders.items():
         per_message = min(passes[factor])
-        phrases = len(understander.phrases) + len(understander.control) + len(understander.crisis)
+        phrases = phrase_count(understander)
         results[f"{factor}x"] = {
             "phrases": phrases, "vocabulary": len(understander.vocabulary),
             "build_s": round(builds[factor], 2), "us_per_message": round(per_message, 1),

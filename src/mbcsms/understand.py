@@ -3,8 +3,9 @@
 Patients type fast, on small keyboards, often scared: without accents, with typos, in English or
 Spanish or a mix. So a message is normalised (case, accents, punctuation), each unknown word is
 corrected to the nearest word we know (rapidfuzz's edit distance on candidates from a
-symmetric-delete index, so the cost stays flat however large the vocabulary grows), and then
-matched phrase by phrase against every language's keywords from the catalog.
+symmetric-delete index, so the cost stays flat however large the vocabulary grows), reduced to
+word stems in each language, and then matched phrase by phrase against every language's
+keywords from the catalog: crisis words first, then whole-message commands, then topics.
 """
 
 from __future__ import annotations
