@@ -31,8 +31,10 @@ from mbcsms.catalog import (
 from mbcsms.cli import main
 from mbcsms.conversation import Conversation, SenderState
 from mbcsms.sms import count_segments
-from mbcsms.translations import REPO_ROOT, check, update
+from mbcsms.translations import check, update
 from tests.conftest import app_env
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 REPO_LOCALES = default_locales_dir()
 

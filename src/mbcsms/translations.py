@@ -52,9 +52,6 @@ from .catalog import (
 from .sms import GSM7_BASIC, GSM7_EXTENDED, UCS2, SegmentCount, count_segments
 from .understand import tokenize
 
-# babel.cfg sits at the root of a source checkout: extraction runs from there, so the .pot's
-# references read "src/mbcsms/content/topics.toml:NN" wherever the command is started.
-REPO_ROOT = Path(__file__).resolve().parents[2]
 MAPPING_FILE = "babel.cfg"
 TEMPLATE_FILE = f"{DOMAIN}.pot"
 PROJECT = "mbcsms"
@@ -170,9 +167,24 @@ def project_version() -> str:
         return "0"
 
 
-def build_template(root: Path = REPO_ROOT) -> PoCatalog:
+def source_root() -> Path:
+    """The source checkout the translation commands work on: the current directory when it
+    holds babel.cfg (staff run the commands from the repo root, whatever the install), else
+    the checkout this package runs from (an editable install).
+
+    Extraction runs from there, so the .pot's references read
+    "src/mbcsms/content/topics.toml:NN" wherever the command is started.
+    """
+    here = Path.cwd()
+    if (here / MAPPING_FILE).is_file():
+        return here
+    return Path(__file__).resolve().parents[2]
+
+
+def build_template(root: Path | None = None) -> PoCatalog:
     """Run Babel's extraction with the committed ``babel.cfg``: every string of the English
     content, with its msgctxt, translator comment and source line."""
+    root = root or source_root()
     mapping = root / MAPPING_FILE
     if not mapping.is_file():
         raise TranslationsError(
@@ -244,7 +256,7 @@ def translated_languages(locales: Path, lang: str | None = None) -> list[str]:
     return [lang]
 
 
-def extract(locales: Path, root: Path = REPO_ROOT) -> Path:
+def extract(locales: Path, root: Path | None = None) -> Path:
     """Write ``<locales>/messages.pot`` from the English content file."""
     return _write_template(locales, build_template(root))
 
@@ -256,7 +268,7 @@ def _write_template(locales: Path, template: PoCatalog) -> Path:
     return path
 
 
-def update(locales: Path, lang: str | None = None, root: Path = REPO_ROOT) -> dict[str, bool]:
+def update(locales: Path, lang: str | None = None, root: Path | None = None) -> dict[str, bool]:
     """Extract afresh, then merge the template into each catalog, as ``pybabel update`` does.
 
     Changed English text keeps its old translation, marked fuzzy with the previous English
@@ -307,7 +319,7 @@ def language_name(lang: str) -> str:
         return lang
 
 
-def new_language(locales: Path, lang: str, root: Path = REPO_ROOT) -> Path:
+def new_language(locales: Path, lang: str, root: Path | None = None) -> Path:
     """Create ``<locales>/<lang>/LC_MESSAGES/messages.po`` with every entry untranslated."""
     if lang == SOURCE_LANGUAGE:
         raise TranslationsError("English is the source language: edit src/mbcsms/content/topics.toml")

@@ -7,6 +7,7 @@ reported as ``file:line: what is wrong`` instead of a traceback.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,7 +26,14 @@ lang_option = click.option("--lang", metavar="LANG", default=None, help="Only th
 
 
 def _locales(locales: Path | None) -> Path:
-    return locales if locales is not None else locales_dir_from_env()
+    """--locales, else $MBCSMS_LOCALES, else the source checkout's locales/ (the files staff
+    edit, not the installed copy), else the catalogs shipped in the package."""
+    if locales is not None:
+        return locales
+    if os.environ.get("MBCSMS_LOCALES"):
+        return locales_dir_from_env()
+    checkout = tr.source_root() / "locales"
+    return checkout if checkout.is_dir() else locales_dir_from_env()
 
 
 def _shown(path: Path) -> str:
