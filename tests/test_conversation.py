@@ -114,9 +114,10 @@ def test_spanish_opt_out_words_are_confirmed_in_spanish(conversation, word):
     assert "ALTA" in answer.body  # how to come back
 
 
-def test_polite_opt_out_is_confirmed_because_twilio_will_not_block_it(conversation):
-    answer, state = reply(conversation, "stop please")
-    assert answer.topic == "stop" and state.opted_out and "START" in answer.body
+def test_polite_english_opt_out_is_silent_too(conversation):
+    for text in ["stop please", "STOP!!!", "please unsubscribe me", "opt out"]:
+        answer, state = reply(conversation, text)
+        assert (answer.topic, answer.body) == ("stop", None) and state.opted_out, text
 
 
 def test_opted_out_sender_gets_nothing_until_opt_in(conversation):

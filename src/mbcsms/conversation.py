@@ -13,11 +13,10 @@ from .catalog import SOURCE_LANGUAGE, Catalog
 from .sms import count_segments
 from .understand import CONTROL, CRISIS, EMPTY, NUMBER, TOPIC, Understander, Understanding
 
-# Twilio blocks the sender and confirms by itself when the whole message is one of these words,
-# and a reply to it would fail (error 21610), so we answer those with an empty <Response/>.
-TWILIO_OPT_OUT_WORDS = frozenset(
-    {"stop", "stopall", "unsubscribe", "cancel", "end", "quit", "revoke", "optout"}
-)
+# Twilio blocks the sender and confirms by itself on its (English) opt-out words, and a reply to
+# them would fail (error 21610): those are answered with an empty <Response/>. Twilio does not
+# know the other languages' words, so those get one short confirmation in that language.
+SILENT_OPT_OUT_LANGUAGE = SOURCE_LANGUAGE
 
 # Topics of replies that are not a topic a patient asked for.
 OPTED_OUT = "opted_out"
@@ -93,8 +92,8 @@ class Conversation:
 
         # Opting out and back in take effect at once and are never rate limited.
         if understanding.kind == CONTROL and topic == "stop":
-            silent = understanding.as_typed in TWILIO_OPT_OUT_WORDS
             stop_lang = understanding.keyword_lang or lang
+            silent = stop_lang == SILENT_OPT_OUT_LANGUAGE
             return self.render("stop", stop_lang, sent=not silent), replace(state, opted_out=True)
         if understanding.kind == CONTROL and topic == "start":
             state = replace(state, opted_out=False, last_menu=lang, window_count=0, window_noticed=False)

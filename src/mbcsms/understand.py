@@ -129,7 +129,6 @@ class Understanding:
     lang: str | None = None
     keyword_lang: str | None = None  # the language whose keyword matched (a switch's target)
     number: int | None = None
-    as_typed: str = ""  # the whole message, trimmed and case-folded: Twilio's own keyword test
 
 
 @dataclass(frozen=True)
@@ -287,8 +286,7 @@ class Understander:
         command = self._without_filler(tuple(words))
         control = self.control.get(command)
         if control is not None:
-            as_typed = " ".join(text.split()).casefold()
-            return Understanding(CONTROL, control.topic, lang or control.lang, control.lang, as_typed=as_typed)
+            return Understanding(CONTROL, control.topic, lang or control.lang, control.lang)
         if len(command) == 1 and command[0].isdigit():
             return Understanding(NUMBER, None, lang, number=int(command[0]))
 
