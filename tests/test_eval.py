@@ -14,7 +14,8 @@ HERE = Path(__file__).parent
 SHARED = HERE.parent.parent / "shared"
 DEV = SHARED / "eval" / "dev.jsonl"
 SCORER = SHARED / "tools" / "score_eval.py"
-INDEPENDENT = HERE / "data" / "patient_messages.jsonl"
+DATA = HERE / "data"
+INDEPENDENT = [DATA / "patient_messages.jsonl", DATA / "long_messages.jsonl", DATA / "short_messages.jsonl"]
 HELPLINE = "1-877-465-6636"
 
 
@@ -52,7 +53,7 @@ def score(path: Path) -> tuple[float, float, list[str]]:
     return topic_ok / len(rows), lang_ok / max(lang_n, 1), problems
 
 
-@pytest.mark.parametrize("path", [DEV, INDEPENDENT], ids=["dev", "independent"])
+@pytest.mark.parametrize("path", [DEV, *INDEPENDENT], ids=["dev", *(path.stem for path in INDEPENDENT)])
 def test_labelled_messages_score_above_the_bar(path):
     if not path.exists():
         pytest.skip(f"{path} is not here (shared/ sits beside the repo in CI)")
