@@ -194,3 +194,10 @@ def test_reply_from_uses_the_configured_store(tmp_path, monkeypatch):
     assert SPANISH_HER2 in result.output
     # Without --from each message is a new sender: English by default.
     assert ENGLISH_HER2 in runner.invoke(main, ["reply", "HER2"]).output
+
+
+def test_a_retry_after_an_opt_out_sends_no_content(send):
+    sid = new_sid()
+    assert ENGLISH_HER2 in one_message(send("what is her2", sid=sid))
+    assert "ALTA" in one_message(send("PARAR"))
+    assert messages(send("what is her2", sid=sid)) == []  # Twilio's retry of the first message

@@ -123,6 +123,16 @@ def test_a_retried_message_gets_its_recorded_reply_and_changes_nothing(stores: S
     assert current(store) == SenderState(window_count=1)
 
 
+def test_a_retry_sends_no_content_to_a_sender_who_opted_out_since(stores: Stores) -> None:
+    store = stores.open()
+    store.exchange(SENDER, "m1", answer(Reply("her2", "en", "HER2..."), SenderState()), NOW)
+    store.exchange(SENDER, "m2", answer(Reply("crisis", "en", "911..."), SenderState()), NOW)
+    store.exchange(SENDER, "m3", answer(Reply("stop", "es", "No recibirá..."), SenderState(opted_out=True)), NOW)
+    assert store.exchange(SENDER, "m1", increment, NOW) == Recorded("her2", "en", False)
+    assert store.exchange(SENDER, "m2", increment, NOW) == Recorded("crisis", "en", True)
+    assert store.exchange(SENDER, "m3", increment, NOW) == Recorded("stop", "es", True)
+
+
 def test_a_silent_reply_is_recorded_as_not_sent(stores: Stores) -> None:
     store = stores.open()
     store.exchange(SENDER, "m1", answer(Reply("stop", "en", None), SenderState(opted_out=True)), NOW)

@@ -14,6 +14,8 @@ from typing import Protocol
 from .conversation import Reply, SenderState
 
 ANSWERED_KEEP_SECONDS = 24 * 60 * 60
+# Replies that may be sent again to a sender who is opted out now: safety, and the opt-out's own.
+REPLAYABLE_WHEN_OPTED_OUT = frozenset({"crisis", "stop"})
 
 Decide = Callable[[SenderState], tuple[Reply, SenderState]]
 
@@ -33,6 +35,14 @@ class Recorded:
     @classmethod
     def of(cls, reply: Reply) -> Recorded:
         return cls(reply.topic, reply.lang, reply.body is not None)
+
+    @classmethod
+    def replayed(cls, topic: str, lang: str, sent: bool, opted_out_now: bool) -> Recorded:
+        """What a retry of an answered message gets: the same reply, except that content never
+        goes to a sender who has opted out since (their STOP may have come in between)."""
+        if opted_out_now and topic not in REPLAYABLE_WHEN_OPTED_OUT:
+            sent = False
+        return cls(topic, lang, bool(sent))
 
 
 class StateStore(Protocol):

@@ -230,7 +230,7 @@ class PostgresStore:
                 "SELECT topic, lang, sent FROM answered WHERE message = %s", (message,)
             ).fetchone()
             if answered is not None:
-                return Recorded(answered[0], answered[1], bool(answered[2]))
+                return Recorded.replayed(answered[0], answered[1], bool(answered[2]), bool(row[2]))
         state = SenderState(row[0], row[1], bool(row[2]), row[3], float(row[4]), int(row[5]), bool(row[6]))
         reply, new = decide(state)
         connection.execute(

@@ -152,12 +152,6 @@ class SQLiteStore:
         self, connection: sqlite3.Connection, sender: str, message: str | None, decide: Decide,
         now: float, durable: bool,
     ) -> Recorded | None:
-        if message is not None:
-            row = connection.execute(
-                "SELECT topic, lang, sent FROM answered WHERE message = ?", (message,)
-            ).fetchone()
-            if row is not None:
-                return Recorded(row[0], row[1], bool(row[2]))
         row = connection.execute(
             "SELECT lang, last_lang, opted_out, last_menu, window_start, window_count, window_noticed"
             " FROM senders WHERE sender = ?",
@@ -166,6 +160,12 @@ class SQLiteStore:
         state = SenderState()
         if row is not None:
             state = SenderState(row[0], row[1], bool(row[2]), row[3], row[4], row[5], bool(row[6]))
+        if message is not None:
+            answered = connection.execute(
+                "SELECT topic, lang, sent FROM answered WHERE message = ?", (message,)
+            ).fetchone()
+            if answered is not None:
+                return Recorded.replayed(answered[0], answered[1], bool(answered[2]), state.opted_out)
         reply, new = decide(state)
         if new.opted_out != state.opted_out and not durable:
             return None
