@@ -179,3 +179,27 @@ def test_rate_limit_then_one_notice_then_silence_until_the_window_passes(catalog
 def test_empty_and_punctuation_only_messages_get_the_menu(conversation):
     for text in ["", "   ", "???", "🙂"]:
         assert reply(conversation, text)[0].topic == "menu"
+
+
+def test_a_typo_never_opts_a_sender_back_in(conversation):
+    _, state = reply(conversation, "PARAR")
+    for typo in ["altp", "alti", "stat", "strat", "sart", "unstp"]:
+        answer, state = reply(conversation, typo, state)
+        assert answer.body is None and state.opted_out, typo
+
+
+def test_crisis_wording_beyond_the_obvious(conversation):
+    for text in ["i dont want to be alive anymore", "I feel like dying", "I cant go on", "kms",
+                 "she isnt breathing", "ya no aguanto", "quiero desaparecer",
+                 "took all my pills to end it", "estoy sangrando mucho y no para"]:
+        answer, _ = reply(conversation, text)
+        assert answer.topic == "crisis", text
+    assert reply(conversation, "can treatment end it?")[0].topic != "crisis"
+    assert reply(conversation, "no quiero seguir con la quimio")[0].topic != "crisis"
+
+
+def test_opt_out_phrases_as_whole_messages(conversation):
+    for text in ["Please stop sending me messages", "stop it", "no more texts",
+                 "no quiero mas mensajes", "Dejen de enviarme mensajes"]:
+        answer, state = reply(conversation, text)
+        assert answer.topic == "stop" and state.opted_out, text

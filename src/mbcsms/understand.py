@@ -30,6 +30,9 @@ MIN_STEMMED = 5
 # A message this long that matches a general topic by one keyword asks about something else.
 LONG_MESSAGE = 8
 
+# Commands that only count as typed, never from a corrected typo: opting back in must be meant.
+TYPED_EXACTLY = frozenset({"start"})
+
 CRISIS = "crisis"
 CONTROL = "control"
 NUMBER = "number"
@@ -101,23 +104,27 @@ class TypoIndex:
             for variant in deletions(word, allowed_typos(word)):
                 self._candidates[variant].append(word)
 
-    def nearest(self, word: str) -> str | None:
+    def nearest(self, word: str) -> set[str]:
+        """The known words nearest to ``word`` (all of them, when several are equally near)."""
         budget = allowed_typos(word)
         if budget == 0:
-            return None
+            return set()
         if len(word) - budget > self._longest:
             # No variant of it can be a key: without this, one long token (a pasted URL, 1,600
             # letters) costs len**3 (200 letters: 0.3 s; 1,600: minutes) and stalls the worker.
-            return None
-        best: str | None = None
+            return set()
+        nearest: set[str] = set()
         best_distance = budget + 1
         for variant in deletions(word, budget):
             for candidate in self._candidates.get(variant, ()):
                 limit = min(budget, allowed_typos(candidate))
                 distance = OSA.distance(word, candidate, score_cutoff=limit)
-                if distance <= limit and (distance, candidate) < (best_distance, best or "~"):
-                    best, best_distance = candidate, distance
-        return best
+                if distance > limit or distance > best_distance:
+                    continue
+                if distance < best_distance:
+                    nearest, best_distance = set(), distance
+                nearest.add(candidate)
+        return nearest
 
 
 @dataclass(frozen=True)
@@ -241,7 +248,16 @@ class Understander:
         for lang in self.languages:
             if self.stemmers[lang](token) in self.known_stems[lang]:
                 return token
-        return self.typos.nearest(token) or token
+        nearest = self.typos.nearest(token)
+        if len(nearest) == 1:
+            return nearest.pop()
+        # Equally near words are one correction only when they are forms of one word
+        # ("survive", "survival"); "altp" is as near ALTO (stop) as ALTA (start), and a guess
+        # could opt a patient back in.
+        for lang in self.languages:
+            if nearest and len({self.stemmers[lang](word) for word in nearest}) == 1:
+                return min(nearest)
+        return token
 
     def _letter_hint(self, text: str) -> str | None:
         """The one language whose keywords use the message's accented letters (á, ñ, ã...)."""
@@ -284,7 +300,11 @@ class Understander:
                 return Understanding(CRISIS, "crisis", lang or keyword.lang, keyword.lang)
 
         command = self._without_filler(tuple(words))
-        control = self.control.get(command)
+        control = self.control.get(self._without_filler(tuple(tokens)))
+        if control is None:
+            control = self.control.get(command)
+            if control is not None and control.topic in TYPED_EXACTLY:
+                control = None
         if control is not None:
             return Understanding(CONTROL, control.topic, lang or control.lang, control.lang)
         if len(command) == 1 and command[0].isdigit():
