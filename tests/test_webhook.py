@@ -108,3 +108,26 @@ def test_cli_reply_json_runs_the_same_pipeline():
     assert first["topic"] == "her2" and first["lang"] == "es" and first["encoding"] == "UCS-2"
     assert first["segments"] <= 4
     assert second == {"topic": "stop", "lang": "en", "body": None, "segments": 0, "encoding": None}
+
+
+def test_settings_without_a_token_outside_dev_mode_are_refused(tmp_path):
+    from dataclasses import replace
+
+    from mbcsms.config import Settings
+
+    settings = replace(Settings.from_env(app_env(tmp_path)), twilio_auth_token=None)
+    with pytest.raises(ConfigError, match="TWILIO_AUTH_TOKEN"):
+        create_app(settings)
+
+
+@pytest.mark.parametrize("name", ["PORT", "WEB_CONCURRENCY"])
+def test_bad_port_or_worker_count_is_named(tmp_path, name):
+    with pytest.raises(ConfigError, match=name):
+        create_app(app_env(tmp_path, **{name: "abc"}))
+
+
+def test_healthz_names_the_store_but_not_its_path(tmp_path):
+    (tmp_path / "state.db").write_bytes(b"garbage" * 1000)
+    response = create_app(app_env(tmp_path)).test_client().get("/healthz")
+    assert response.status_code == 503
+    assert response.get_data(as_text=True).strip() == "store unavailable: sqlite"

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
 import os
+from collections.abc import Mapping
 
 from flask import Flask
 from twilio.request_validator import RequestValidator
@@ -12,9 +13,9 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from . import logs
 from .bot import Bot
 from .catalog import Catalog
-from .config import Settings
+from .config import ConfigError, Settings
 from .conversation import Conversation, RateLimit
-from .store import open_store
+from .store import StoreError, open_store
 
 __all__ = ["create_app"]
 
@@ -30,9 +31,11 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
 
     app = Flask(__name__)
     app.config["MBCSMS_SETTINGS"] = settings
+    if not settings.dev and not settings.twilio_auth_token:
+        raise ConfigError("TWILIO_AUTH_TOKEN is not set: it is needed to verify that requests come from Twilio")
+    # Only `mbcsms serve --dev` (127.0.0.1) runs without checking signatures.
     app.config["MBCSMS_VALIDATOR"] = (
-        None if settings.dev or not settings.twilio_auth_token
-        else RequestValidator(settings.twilio_auth_token)
+        None if settings.dev else RequestValidator(settings.twilio_auth_token or "")
     )
     catalog = Catalog.load(settings.locales)
     conversation = Conversation(catalog, RateLimit(settings.rate_limit, settings.rate_window_seconds))
@@ -47,5 +50,11 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
         # trust exactly as many X-Forwarded-* hops as there are proxies, no more.
         hops = settings.proxy_hops
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)  # type: ignore[method-assign]
+    try:
+        store.check()
+    except StoreError as error:
+        # Not fatal: questions are still answered and the store is tried again on each message;
+        # /healthz says 503 until it answers.
+        logs.event("store_unavailable_at_start", logging.ERROR, reason=str(error)[:200])
     logs.event("started", store="postgresql" if settings.database_url else "sqlite")
     return app

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 import time
 from typing import TYPE_CHECKING
@@ -70,8 +69,11 @@ def reply(message: str | None, as_json: bool, sender: str | None) -> None:
         from .store import open_store
 
         settings = Settings.from_env(dev=True)
-        if not os.environ.get("MBCSMS_SECRET"):
-            raise click.UsageError("reply --from needs MBCSMS_SECRET: it keys the sender hash the store uses")
+        if len(os.environ.get("MBCSMS_SECRET", "").strip()) < 16:
+            raise click.UsageError(
+                "reply --from needs the deployment's MBCSMS_SECRET (16+ characters): it keys the "
+                "sender hash the store uses"
+            )
         bot = Bot(
             Conversation(Catalog.load(settings.locales), RateLimit(settings.rate_limit, settings.rate_window_seconds)),
             open_store(settings.database_url, str(settings.sqlite_path)),
@@ -88,9 +90,14 @@ def reply(message: str | None, as_json: bool, sender: str | None) -> None:
 
 @main.command()
 @click.option("--dev", is_flag=True, help="Local trial: 127.0.0.1 only, signatures NOT checked.")
-@click.option("--port", type=int, default=lambda: int(os.environ.get("PORT", "5000")), show_default="$PORT or 5000")
-def serve(dev: bool, port: int) -> None:
+@click.option("--port", type=click.IntRange(1, 65535), default=None, show_default="$PORT or 5000")
+def serve(dev: bool, port: int | None) -> None:
     """Run the webhook. Production runs gunicorn exactly as the Procfile does."""
+    if port is None:
+        raw = os.environ.get("PORT", "5000").strip() or "5000"
+        if not raw.isdigit() or not 0 < int(raw) < 65536:
+            raise click.ClickException(f"PORT must be a port number, not {raw!r}")
+        port = int(raw)
     if dev:
         from . import create_app
 
@@ -109,8 +116,8 @@ def serve(dev: bool, port: int) -> None:
         Settings.from_env()
     except ConfigError as error:
         raise click.ClickException(str(error)) from None
-    gunicorn = shutil.which("gunicorn") or "gunicorn"
-    os.execvp(gunicorn, [gunicorn, *gunicorn_arguments(port)])
+    # gunicorn from the same environment as this command, activated or not.
+    os.execv(sys.executable, [sys.executable, "-m", "gunicorn", *gunicorn_arguments(port)])
 
 
 # The access log says what happened, never who: method, path (no query string), status, latency.

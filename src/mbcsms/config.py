@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .catalog import locales_dir_from_env
+from .catalog import default_locales_dir
 
 DEFAULT_DB = "mbcsms.db"
 DEV_SECRET = "mbcsms-dev-only-not-secret"
@@ -60,9 +60,11 @@ class Settings:
         log_level = env.get("MBCSMS_LOG_LEVEL", "INFO").strip().upper()
         if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError("MBCSMS_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
-        locales = Path(env["MBCSMS_LOCALES"]) if env.get("MBCSMS_LOCALES") else locales_dir_from_env()
+        locales = Path(env["MBCSMS_LOCALES"]) if env.get("MBCSMS_LOCALES") else default_locales_dir()
         if not locales.is_dir():
             raise ConfigError(f"MBCSMS_LOCALES is not a directory: {locales}")
+        _integer(env, "PORT", 5000, minimum=1)
+        _integer(env, "WEB_CONCURRENCY", 2, minimum=1)
         return cls(
             twilio_auth_token=token,
             secret=secret or DEV_SECRET,

@@ -183,7 +183,6 @@ class Understander:
         self.phrases = {lang: PhraseTable() for lang in self.languages}
         self.control: dict[tuple[str, ...], _Keyword] = {}
         self.filler: set[str] = set()
-        self.conflicts: list[str] = []
         # Non-ASCII letters each language's own words use: a hint when the words don't tell.
         self.letters: dict[str, set[str]] = defaultdict(set)
 
@@ -222,21 +221,13 @@ class Understander:
                         self.vocabulary[token].add(lang)
         self.typos = TypoIndex(self.vocabulary)
 
-    def _add(self, table: dict[tuple[str, ...], _Keyword], phrase: tuple[str, ...], entry: _Keyword) -> None:
-        known = table.get(phrase)
-        if known is None:
-            table[phrase] = entry
-        elif known.topic != entry.topic:
-            self.conflicts.append(
-                f"{' '.join(phrase)!r}: {known.topic} ({known.lang}) and {entry.topic} ({entry.lang})"
-            )
+    @staticmethod
+    def _add(table: dict[tuple[str, ...], _Keyword], phrase: tuple[str, ...], entry: _Keyword) -> None:
+        # The first topic to claim a phrase keeps it; `mbcsms translations check` reports the clash.
+        table.setdefault(phrase, entry)
 
     def _without_filler(self, words: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(word for word in words if word not in self.filler) or words
-
-    def words(self, text: str) -> list[str]:
-        """The message's words, each unknown one corrected to the nearest known word."""
-        return self._corrected(tokenize(text)[:MAX_TOKENS])
 
     def _corrected(self, tokens: list[str]) -> list[str]:
         return [self._correct(token) for token in tokens]

@@ -89,5 +89,8 @@ def healthz() -> Response:
         bot().store.check()
     except StoreError as error:
         logs.event("health_failed", logging.ERROR, status=503, reason=str(error)[:200])
-        return Response(f"store unavailable: {str(error)[:200]}\n", status=503, content_type="text/plain")
+        # Which store, not why: the detail (a path, a host) is for the logs, not for whoever
+        # polls this URL.
+        which = str(error).partition(":")[0]
+        return Response(f"store unavailable: {which}\n", status=503, content_type="text/plain")
     return Response("ok\n", status=200, content_type="text/plain")
