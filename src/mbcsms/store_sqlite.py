@@ -70,6 +70,9 @@ class SQLiteStore:
             # pages (a WAL of up to 40 MB) instead of SQLite's 1,000 makes that cost a tenth.
             connection.execute(f"PRAGMA wal_autocheckpoint = {CHECKPOINT_PAGES}")
             connection.executescript(SCHEMA)
+            # From here on only BEGIN IMMEDIATE can meet a lock (WAL readers never wait), and
+            # _begin_immediate waits for it in its own, finer steps.
+            connection.execute("PRAGMA busy_timeout = 0")
         except sqlite3.Error as error:
             raise StoreError(f"sqlite: cannot open the database: {error}") from error
         self._local.connection = connection
@@ -109,26 +112,22 @@ class SQLiteStore:
 
         SQLite's own busy handler sleeps 1, 2, 5, 10... ms between tries, far longer than our
         transactions hold the lock (about 0.1 ms): with several workers that sleeping, not the
-        work, was most of a request's time. So the handler is off for BEGIN (busy_timeout 0)
-        and we retry after a short, jittered pause.
+        work, was most of a request's time. So the handler is off (busy_timeout 0, set when
+        the connection opens) and we retry after a short, jittered pause.
         """
         deadline = time.monotonic() + self.busy_timeout_ms / 1000
         pause = 0.0001
-        connection.execute("PRAGMA busy_timeout = 0")
-        try:
-            while True:
-                try:
-                    connection.execute("BEGIN IMMEDIATE")
-                    return
-                except sqlite3.OperationalError as error:
-                    if "locked" not in str(error) and "busy" not in str(error):
-                        raise
-                    if time.monotonic() >= deadline:
-                        raise
-                time.sleep(pause * (0.5 + random.random()))
-                pause = min(pause * 2, 0.005)
-        finally:
-            connection.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+        while True:
+            try:
+                connection.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) and "busy" not in str(error):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise
+            time.sleep(pause * (0.5 + random.random()))
+            pause = min(pause * 2, 0.005)
 
     def _transaction(
         self, connection: sqlite3.Connection, sender: str, message: str | None, decide: Decide,
