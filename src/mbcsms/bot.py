@@ -19,7 +19,8 @@ from .store import Recorded, StateStore, StoreError
 
 
 class OptOutNotRecorded(Exception):
-    """An opt-out or opt-in could not be stored: the webhook answers 503 so Twilio retries."""
+    """An opt-out or opt-in could not be stored: the webhook answers 503 (Twilio then tries the
+    fallback URL, see docs/deploy.md) and the error log carries it."""
 
 
 @dataclass(frozen=True)
