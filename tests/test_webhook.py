@@ -131,3 +131,8 @@ def test_healthz_names_the_store_but_not_its_path(tmp_path):
     response = create_app(app_env(tmp_path)).test_client().get("/healthz")
     assert response.status_code == 503
     assert response.get_data(as_text=True).strip() == "store unavailable: sqlite"
+
+
+def test_an_oversized_request_is_refused_before_it_is_read(client):
+    response = client.post("/sms", data={"Body": "x" * (300 * 1024)}, base_url="https://bot.example.org")
+    assert response.status_code == 413

@@ -19,6 +19,8 @@ from .store import StoreError, open_store
 
 __all__ = ["create_app"]
 
+MAX_REQUEST_BYTES = 256 * 1024
+
 
 def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
     """The application factory. ``config`` is a Settings, or environment variables that
@@ -30,6 +32,9 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
     logs.configure(settings.log_level)
 
     app = Flask(__name__)
+    # The form is read before its signature can be checked: bound what a stranger can make us
+    # read. Twilio's own requests are a few kilobytes.
+    app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
     app.config["MBCSMS_SETTINGS"] = settings
     if not settings.dev and not settings.twilio_auth_token:
         raise ConfigError("TWILIO_AUTH_TOKEN is not set: it is needed to verify that requests come from Twilio")
