@@ -134,5 +134,8 @@ def test_healthz_names_the_store_but_not_its_path(tmp_path):
 
 
 def test_an_oversized_request_is_refused_before_it_is_read(client):
-    response = client.post("/sms", data={"Body": "x" * (300 * 1024)}, base_url="https://bot.example.org")
-    assert response.status_code == 413
+    unsigned = client.post("/sms", data={"Body": "x" * (300 * 1024)}, base_url="https://bot.example.org")
+    assert unsigned.status_code == 403  # no signature header: refused before the body is read
+    forged = client.post("/sms", data={"Body": "x" * (300 * 1024)}, base_url="https://bot.example.org",
+                         headers={"X-Twilio-Signature": "forged"})
+    assert forged.status_code == 413  # checking the signature needs the form: too big to read
