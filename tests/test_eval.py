@@ -15,7 +15,7 @@ SHARED = HERE.parent.parent / "shared"
 DEV = SHARED / "eval" / "dev.jsonl"
 SCORER = SHARED / "tools" / "score_eval.py"
 DATA = HERE / "data"
-INDEPENDENT = [DATA / "patient_messages.jsonl", DATA / "long_messages.jsonl", DATA / "short_messages.jsonl"]
+INDEPENDENT = sorted(DATA.glob("*_messages.jsonl"))
 HELPLINE = "1-877-465-6636"
 
 

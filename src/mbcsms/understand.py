@@ -178,6 +178,7 @@ class Understander:
         self.languages = list(catalog.languages)
         self.stemmers = {lang: stemmer_for(lang) for lang in self.languages}
         self.vocabulary: dict[str, set[str]] = defaultdict(set)
+        self.keyword_words: set[str] = set()
         self.known_stems: dict[str, set[str]] = {lang: set() for lang in self.languages}
         self.crisis = {lang: PhraseTable() for lang in self.languages}
         self.phrases = {lang: PhraseTable() for lang in self.languages}
@@ -204,6 +205,7 @@ class Understander:
                     stems = tuple(stem(word) for word in phrase)
                     for word in phrase:
                         self.vocabulary[word].add(lang)
+                        self.keyword_words.add(word)
                     self.known_stems[lang].update(stems)
                     if topic.kind == "crisis":
                         self.crisis[lang].setdefault(stems, entry)
@@ -240,6 +242,10 @@ class Understander:
             if self.stemmers[lang](token) in self.known_stems[lang]:
                 return token
         nearest = self.typos.nearest(token)
+        if len(nearest) > 1:
+            # A keyword's word is the likelier meaning than an everyday word as near ("uesos":
+            # huesos, not usos).
+            nearest = {word for word in nearest if word in self.keyword_words} or nearest
         if len(nearest) == 1:
             return nearest.pop()
         # Equally near words are one correction only when they are forms of one word
