@@ -31,7 +31,8 @@ from mbcsms.catalog import (
 from mbcsms.cli import main
 from mbcsms.conversation import Conversation, SenderState
 from mbcsms.sms import count_segments
-from mbcsms.translations import check, update
+from mbcsms.translations import update
+from mbcsms.translations_check import check
 from tests.conftest import app_env
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -15,6 +15,8 @@ from pathlib import Path
 import click
 
 from . import translations as tr
+from . import translations_check as checking
+from . import translations_preview as previewing
 from .catalog import CatalogError, locales_dir_from_env
 
 locales_option = click.option(
@@ -121,7 +123,7 @@ def new(lang: str, locales: Path | None) -> None:
 def check(lang: str | None, locales: Path | None) -> None:
     """List everything a translator must fix; exit status 1 if there is anything."""
     with _errors():
-        result = tr.check(_locales(locales), lang)
+        result = checking.check(_locales(locales), lang)
     cwd = Path.cwd()
     for problem in result.problems:
         click.echo(problem.describe(cwd))
@@ -139,7 +141,7 @@ def check(lang: str | None, locales: Path | None) -> None:
 def preview(html_file: Path, locales: Path | None) -> None:
     """Write one HTML page with every reply in every language, problems flagged."""
     with _errors():
-        result = tr.check(_locales(locales))
-        tr.write_atomically(html_file, tr.preview_html(result, Path.cwd()).encode("utf-8"))
+        result = checking.check(_locales(locales))
+        tr.write_atomically(html_file, previewing.preview_html(result, Path.cwd()).encode("utf-8"))
     flagged = f", {len(result.problems)} problems flagged" if result.problems else ", no problems"
     click.echo(f"wrote {_shown(html_file)} ({len(result.measures)} replies{flagged})")

@@ -1,0 +1,382 @@
+"""``mbcsms translations check``: everything a translator must fix before the bot may send a
+language (untranslated or fuzzy entries, stale ones, broken placeholders, replies over their SMS
+budget, keywords claimed twice, topics with no keywords), each with file and line."""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from babel.messages.catalog import Message
+from babel.messages.pofile import PoFileError
+
+from .catalog import (
+    CONTENT_FILE,
+    PLACEHOLDER,
+    SOURCE_LANGUAGE,
+    Catalog,
+    CatalogError,
+    SourceContent,
+    Translations,
+    available_languages,
+    catalog_path,
+    join_keywords,
+    load_source,
+    load_translations,
+    read_catalog,
+)
+from .sms import GSM7_BASIC, GSM7_EXTENDED, UCS2, SegmentCount, count_segments
+from .translations import TranslationsError, source_template, template_entries
+from .understand import tokenize
+
+# Kinds of problem, as printed by ``check`` and shown as badges by ``preview``.
+BROKEN = "broken"
+MISSING = "missing"
+UNTRANSLATED = "untranslated"
+FUZZY = "fuzzy"
+STALE = "stale"
+DUPLICATE = "duplicate"
+PLACEHOLDERS = "placeholders"
+BUDGET = "over budget"
+KEYWORD_CONFLICT = "keyword conflict"
+NO_KEYWORDS = "no keywords"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing a translator must fix, located as precisely as the files allow."""
+
+    lang: str
+    kind: str
+    path: Path
+    line: int  # 1-based; 0 when the entry is not in the file at all
+    context: str  # the msgctxt ("answer:her2"), or "" for the file as a whole
+    detail: str
+    msgid: str = ""
+    topic: str | None = None  # the topic whose reply this concerns, for the preview
+
+    def location(self, relative_to: Path | None = None) -> str:
+        path = self.path
+        if relative_to is not None:
+            try:
+                path = path.resolve().relative_to(relative_to.resolve())
+            except ValueError:
+                pass
+        return f"{path}:{self.line}" if self.line else str(path)
+
+    def describe(self, relative_to: Path | None = None) -> str:
+        """One line: ``file:line: [lang] msgctxt "msgid…": kind: what to do``."""
+        what = self.context or "(file)"
+        if self.msgid:
+            what += f' "{shorten(self.msgid, 40)}"'
+        return f"{self.location(relative_to)}: [{self.lang}] {what}: {self.kind}: {self.detail}"
+
+
+@dataclass(frozen=True)
+class Measure:
+    """A reply exactly as the bot sends it, and what it costs."""
+
+    topic: str
+    lang: str
+    text: str
+    count: SegmentCount
+    budget: int
+
+    @property
+    def over_budget(self) -> bool:
+        return self.count.segments > self.budget
+
+
+@dataclass
+class CheckResult:
+    """Everything ``check`` found; ``preview_html`` draws the same data."""
+
+    languages: list[str]
+    source: SourceContent | None
+    catalog: Catalog | None
+    problems: list[Problem] = field(default_factory=list)
+    measures: dict[tuple[str, str], Measure] = field(default_factory=dict)
+    broken: dict[str, Problem] = field(default_factory=dict)  # lang -> why it cannot be read
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def problems_for(self, lang: str, topic: str | None = None) -> list[Problem]:
+        return [p for p in self.problems if p.lang == lang and (topic is None or p.topic == topic)]
+
+    def summary(self) -> str:
+        if self.ok:
+            replies = len(self.measures)
+            languages = len(self.languages)
+            return (
+                f"OK: {languages} language{'s' if languages != 1 else ''} ({', '.join(self.languages)}), "
+                f"{replies} replies within budget, no problems."
+            )
+        counts = defaultdict(int)
+        for problem in self.problems:
+            counts[problem.lang] += 1
+        per_lang = ", ".join(f"{counts[lang]} in {lang}" for lang in self.languages if counts[lang])
+        count = len(self.problems)
+        return f"{count} problem{'s' if count != 1 else ''} ({per_lang}): fix them, then run the check again."
+
+
+def shorten(text: str, width: int) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+# --- check ---------------------------------------------------------------------------------
+
+
+def describe_catalog_error(error: CatalogError) -> tuple[int, str]:
+    """The line (1-based, 0 if unknown) and the message of an unreadable catalog."""
+    cause = error.__cause__
+    line = cause.lineno + 1 if isinstance(cause, PoFileError) else 0
+    return line, str(error)
+
+
+def placeholders(text: str) -> list[str]:
+    return sorted(PLACEHOLDER.findall(text))
+
+
+def non_gsm_characters(text: str) -> str:
+    """The characters that force a reply into UCS-2, for a translator looking for room."""
+    found: list[str] = []
+    for ch in text:
+        if ch not in GSM7_BASIC and ch not in GSM7_EXTENDED and ch not in found:
+            found.append(ch)
+    return " ".join(found)
+
+
+def context_lines(path: Path) -> dict[str, list[int]]:
+    """Lines of each live (not ``#~``) single-line msgctxt: Babel silently merges an entry that
+    appears twice, so a duplicate is only visible in the text itself."""
+    lines: dict[str, list[int]] = defaultdict(list)
+    pattern = re.compile(r'^msgctxt "((?:[^"\\]|\\.)+)"\s*$')
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        match = pattern.match(line)
+        if match:
+            lines[match.group(1)].append(number)
+    return lines
+
+
+def _topic_of(context: str) -> str | None:
+    kind, _, name = context.partition(":")
+    return name if kind in ("answer", "title", "keywords") and name else None
+
+
+def _entry_problems(
+    lang: str, path: Path, template: dict[tuple[str, str], Message]
+) -> tuple[list[Problem], Translations | None, dict[str, int]]:
+    """Problems of one catalog file entry by entry; when it could be read, its translations
+    (as the bot loads them) and the line of each msgctxt's msgid."""
+    try:
+        po = read_catalog(path)
+    except CatalogError as error:
+        line, message = describe_catalog_error(error)
+        return [Problem(lang, BROKEN, path, line, "", f"{message} (the bot will not start)")], None, {}
+
+    problems: list[Problem] = []
+    found: dict[tuple[str, str], Message] = {
+        (m.context or "", m.id): m for m in po if m.id and isinstance(m.id, str)
+    }
+    for key in template:
+        context, msgid = key
+        topic = _topic_of(context)
+        message = found.get(key)
+        no_keywords = (
+            " (until then this topic has no keywords in this language)"
+            if context.startswith("keywords:") else ""
+        )
+        if message is None:
+            problems.append(Problem(
+                lang, MISSING, path, 0, context,
+                "not in the file: run `mbcsms translations update`, then translate it" + no_keywords,
+                msgid, topic,
+            ))
+            continue
+        text = message.string if isinstance(message.string, str) else ""
+        if not text.strip():
+            problems.append(Problem(
+                lang, UNTRANSLATED, path, message.lineno, context,
+                "no translation: the bot sends the English" + no_keywords
+                if context.startswith(("answer:", "title:")) else "no translation" + no_keywords,
+                msgid, topic,
+            ))
+            continue
+        if message.fuzzy:
+            problems.append(Problem(
+                lang, FUZZY, path, message.lineno, context,
+                "marked fuzzy (the English changed or the text is a guess): check it, then clear "
+                "the fuzzy mark; until then the bot ignores it" + no_keywords,
+                msgid, topic,
+            ))
+        expected, actual = placeholders(msgid), placeholders(text)
+        if expected != actual:
+            problems.append(Problem(
+                lang, PLACEHOLDERS, path, message.lineno, context,
+                f"placeholders must be exactly as in the English: expected {' '.join(expected) or 'none'}, "
+                f"found {' '.join(actual) or 'none'}",
+                msgid, topic,
+            ))
+        if context.startswith("keywords:") and not message.fuzzy and not any(
+            tokenize(word) for word in text.replace("\n", ",").split(",")
+        ):
+            problems.append(Problem(
+                lang, NO_KEYWORDS, path, message.lineno, context,
+                "no usable keyword: list the words people type, separated by commas", msgid, topic,
+            ))
+
+    for key, message in found.items():
+        if key not in template:
+            problems.append(Problem(
+                lang, STALE, path, message.lineno, key[0],
+                "its English no longer exists: run `mbcsms translations update`, or delete the entry",
+                key[1], _topic_of(key[0]),
+            ))
+    for key, message in po.obsolete.items():
+        problems.append(Problem(
+            lang, STALE, path, message.lineno, message.context or "",
+            "old entry kept as a comment (#~): delete it", message.id if isinstance(message.id, str) else "",
+        ))
+    for context, lines in context_lines(path).items():
+        for line in lines[1:]:
+            problems.append(Problem(
+                lang, DUPLICATE, path, line, context,
+                f"the same entry appears more than once (lines {', '.join(map(str, lines))}): keep one",
+                topic=_topic_of(context),
+            ))
+
+    translations = load_translations(path.parents[2], lang)
+    lines = {context: message.lineno for (context, _), message in found.items()}
+    return problems, translations, lines
+
+
+def _source_location(template: dict[tuple[str, str], Message], context: str) -> int:
+    for (entry_context, _), message in template.items():
+        if entry_context == context and message.locations:
+            return int(message.locations[0][1] or 0)
+    return 0
+
+
+def _entry_line(po_lines: dict[str, dict[str, int]], lang: str, context: str) -> int:
+    return po_lines.get(lang, {}).get(context, 0)
+
+
+def check(locales: Path, lang: str | None = None, source_path: Path = CONTENT_FILE) -> CheckResult:
+    """Everything a translator must fix in ``locales`` (and in the English, for budgets and
+    keywords), with file and line. ``lang`` limits the report to one language."""
+    if not locales.is_dir():
+        raise TranslationsError(f"{locales} is not a directory of catalogs")
+    languages = available_languages(locales)
+    if lang is not None and lang not in languages:
+        raise TranslationsError(
+            f"no catalog for {lang!r} in {locales} (found: {', '.join(languages)})"
+        )
+    try:
+        source = load_source(source_path)
+    except CatalogError as error:
+        problem = Problem(SOURCE_LANGUAGE, BROKEN, source_path, 0, "", str(error))
+        return CheckResult(languages, None, None, [problem], broken={SOURCE_LANGUAGE: problem})
+    template = template_entries(source_template(source_path))
+
+    result = CheckResult(languages, source, None)
+    translations: dict[str, Translations] = {}
+    paths: dict[str, Path] = {SOURCE_LANGUAGE: source_path}
+    po_lines: dict[str, dict[str, int]] = {
+        SOURCE_LANGUAGE: {context: _source_location(template, context) for context, _ in template}
+    }
+    for code in languages:
+        if code == SOURCE_LANGUAGE:
+            continue
+        path = catalog_path(locales, code)
+        paths[code] = path
+        problems, loaded, lines = _entry_problems(code, path, template)
+        result.problems.extend(problems)
+        if loaded is None:
+            result.broken[code] = problems[0]
+            continue
+        translations[code] = loaded
+        po_lines[code] = lines
+
+    catalog = Catalog(source, translations)
+    result.catalog = catalog
+    readable = catalog.languages
+
+    # Budgets: the reply exactly as sent, menu and placeholders included.
+    for code in readable:
+        for topic in source.topics:
+            text = catalog.render(topic.id, code)
+            measure = Measure(topic.id, code, text, count_segments(text), topic.budget)
+            result.measures[(topic.id, code)] = measure
+            if measure.over_budget:
+                count = measure.count
+                why = ""
+                if count.encoding == UCS2:
+                    why = (f"; it needs UCS-2 (67 characters a segment) because of: "
+                           f"{non_gsm_characters(text)}")
+                composed = " (with the menu it includes)" if topic.id == "start" else ""
+                context = f"answer:{topic.id}"
+                result.problems.append(Problem(
+                    code, BUDGET, paths[code], _entry_line(po_lines, code, context), context,
+                    f"the reply{composed} takes {count.segments} SMS segments "
+                    f"({count.units} characters, {count.encoding}), its budget is "
+                    f"{topic.budget}{why}: shorten it",
+                    topic.answer, topic.id,
+                ))
+
+    # Keywords: a phrase may lead to one topic only, in its own language and across languages
+    # (the bot keeps one table for all languages, so the second claim would never win).
+    claimed: dict[tuple[str, ...], tuple[str, str, str]] = {}  # phrase -> topic, lang, as written
+    for code in readable:
+        own: dict[tuple[str, ...], tuple[str, str]] = {}
+        for topic in source.topics:
+            context = f"keywords:{topic.id}"
+            words = catalog.keywords(topic, code)
+            if topic.keywords and not words and not _already_reported(result.problems, code, context):
+                result.problems.append(Problem(
+                    code, NO_KEYWORDS, paths[code], _entry_line(po_lines, code, context), context,
+                    "this topic has keywords in English but none in this language",
+                    join_keywords(topic.keywords), topic.id,
+                ))
+            for word in words:
+                phrase = tuple(tokenize(word))
+                if not phrase:
+                    continue
+                line = _entry_line(po_lines, code, context)
+                mine = own.get(phrase)
+                if mine is not None and mine[0] != topic.id:
+                    other_line = _entry_line(po_lines, code, f"keywords:{mine[0]}")
+                    result.problems.append(Problem(
+                        code, KEYWORD_CONFLICT, paths[code], line, context,
+                        f"keyword {word!r} is also a keyword of topic {mine[0]} ({mine[1]!r}, "
+                        f"line {other_line}): keep it in one topic only",
+                        join_keywords(topic.keywords), topic.id,
+                    ))
+                    continue
+                own.setdefault(phrase, (topic.id, word))
+                other = claimed.get(phrase)
+                if other is not None and other[0] != topic.id and other[1] != code:
+                    result.problems.append(Problem(
+                        code, KEYWORD_CONFLICT, paths[code], line, context,
+                        f"keyword {word!r} is a keyword of topic {other[0]} in {other[1]} "
+                        f"({other[2]!r}); the bot cannot tell which is meant: use another word",
+                        join_keywords(topic.keywords), topic.id,
+                    ))
+                claimed.setdefault(phrase, (topic.id, code, word))
+
+    if lang is not None:
+        result.problems = [p for p in result.problems if p.lang == lang]
+        result.languages = [lang]
+        result.measures = {key: m for key, m in result.measures.items() if m.lang == lang}
+    order = {code: index for index, code in enumerate(languages)}
+    result.problems.sort(key=lambda p: (order.get(p.lang, 99), str(p.path), p.line, p.context))
+    return result
+
+
+def _already_reported(problems: Iterable[Problem], lang: str, context: str) -> bool:
+    return any(p.lang == lang and p.context == context for p in problems)

@@ -1,0 +1,157 @@
+"""``mbcsms translations preview``: one HTML page for staff with every reply in every language
+side by side, its segments and encoding, and each problem from the check where it stands."""
+
+from __future__ import annotations
+
+import html
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .sms import UCS2
+from .translations import language_name
+from .translations_check import CheckResult, Problem
+
+# --- preview -------------------------------------------------------------------------------
+
+_STYLE = """
+body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 1.5rem; color: #1d1d1f; }
+h1 { font-size: 1.4rem; margin: 0 0 .3rem; }
+.lead { color: #555; margin: 0 0 1rem; }
+.legend { display: flex; flex-wrap: wrap; gap: .4rem 1.2rem; padding: .6rem .8rem; background: #f5f5f7;
+  border-radius: 6px; margin-bottom: 1rem; font-size: .9rem; }
+table { border-collapse: collapse; width: 100%; table-layout: fixed; }
+th, td { border: 1px solid #d2d2d7; padding: .5rem .6rem; vertical-align: top; text-align: left; }
+thead th { background: #f5f5f7; position: sticky; top: 0; }
+thead th:first-child { width: 10rem; }
+tbody th { background: #fafafa; font-weight: 600; }
+tbody th small { display: block; font-weight: normal; color: #666; }
+td.bad { background: #fff5f5; border-left: 3px solid #d70015; }
+.text { white-space: pre-wrap; overflow-wrap: anywhere; margin: .35rem 0; }
+.nl { color: #a0a0a8; }
+.badge { display: inline-block; padding: 0 .45rem; border-radius: 999px; font-size: .78rem;
+  line-height: 1.5; font-weight: 600; white-space: nowrap; }
+.ok { background: #e3f5e6; color: #1b6b2c; }
+.over, .problem { background: #d70015; color: #fff; }
+.gsm { background: #e8eefc; color: #1f4aa8; }
+.ucs { background: #fdf0dc; color: #8a4b00; }
+.meta { color: #555; font-size: .82rem; }
+ul.problems { margin: .3rem 0 0; padding-left: 1.1rem; font-size: .85rem; color: #8b0010; }
+details { font-size: .82rem; color: #444; margin-top: .3rem; }
+.summary { margin: 0 0 1rem; }
+.summary li { margin: .15rem 0; }
+.clean { color: #1b6b2c; font-weight: 600; }
+"""
+
+
+def _escape(text: str) -> str:
+    return html.escape(text, quote=True)
+
+
+def _text_html(text: str) -> str:
+    # A visible mark where the SMS has a line break, so staff see that it is one.
+    return '<span class="nl">↵</span>\n'.join(_escape(line) for line in text.split("\n"))
+
+
+def _problem_item(problem: Problem, relative_to: Path | None, with_lang: bool = False) -> str:
+    where = problem.location(relative_to) if with_lang or not problem.line else f"line {problem.line}"
+    lang = f"<strong>{_escape(problem.lang)}</strong> " if with_lang else ""
+    context = f" <code>{_escape(problem.context)}</code>" if problem.context else ""
+    return (
+        f'<li>{lang}<span class="badge problem">{_escape(problem.kind)}</span>{context} '
+        f"({_escape(where)}): {_escape(problem.detail)}</li>"
+    )
+
+
+def _cell(result: CheckResult, topic_id: str, lang: str, relative_to: Path | None) -> str:
+    if lang in result.broken:
+        return '<td class="bad"><span class="badge problem">broken</span> catalog cannot be read</td>'
+    measure = result.measures.get((topic_id, lang))
+    problems = result.problems_for(lang, topic_id)
+    if measure is None:
+        return "<td></td>"
+    count = measure.count
+    segments = f"{count.segments} segment{'s' if count.segments != 1 else ''} of {measure.budget}"
+    encoding = "ucs" if count.encoding == UCS2 else "gsm"
+    parts = [
+        f'<td class="{"bad" if problems else "good"}">',
+        f'<div class="meta"><span class="badge {"over" if measure.over_budget else "ok"}">{segments}</span> '
+        f'<span class="badge {encoding}">{count.encoding}</span> {count.units} characters</div>',
+        f'<div class="text">{_text_html(measure.text)}</div>',
+    ]
+    if problems:
+        parts.append('<ul class="problems">' + "".join(_problem_item(p, relative_to) for p in problems) + "</ul>")
+    catalog = result.catalog
+    if catalog is not None:
+        topic = catalog.topic(topic_id)
+        words = catalog.keywords(topic, lang)
+        if topic.keywords:
+            parts.append(
+                f"<details><summary>{len(words)} keywords</summary>{_escape(', '.join(words)) or '(none)'}</details>"
+            )
+    parts.append("</td>")
+    return "".join(parts)
+
+
+def preview_html(result: CheckResult, relative_to: Path | None = None) -> str:
+    """One self-contained page: every reply in every language side by side, with its segment
+    count, encoding and budget, and each problem ``check`` found flagged where it stands."""
+    languages = result.languages
+    source = result.source
+    generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    head = (
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+        f"<title>mbcsms replies: {_escape(', '.join(languages))}</title>\n"
+        f"<style>{_STYLE}</style>\n</head>\n<body>\n"
+    )
+    intro = (
+        "<h1>mbcsms: every reply in every language</h1>\n"
+        f'<p class="lead">Generated {generated}. Each cell is the whole text message exactly as the '
+        "bot sends it (menu and phone number filled in). Fix problems in the language's "
+        "<code>messages.po</code>, then run <code>mbcsms translations check</code>.</p>\n"
+        '<div class="legend">'
+        '<span><span class="badge ok">2 segments of 4</span> within its SMS budget</span>'
+        '<span><span class="badge over">5 segments of 4</span> over budget: shorten it</span>'
+        '<span><span class="badge gsm">GSM-7</span> plain letters: 160 characters, or 153 a segment</span>'
+        '<span><span class="badge ucs">UCS-2</span> a letter outside GSM-7 (á í ó ú ç ã õ ê…): 70, or 67 a segment</span>'
+        '<span><span class="badge problem">fuzzy</span> a problem to fix, with its line in the file</span>'
+        '<span><span class="nl">↵</span> a line break in the message</span>'
+        "</div>\n"
+    )
+    summary = ['<ul class="summary">']
+    for lang in languages:
+        count = len(result.problems_for(lang))
+        name = f"{_escape(language_name(lang))} ({_escape(lang)})"
+        if count:
+            summary.append(f'<li>{name}: <span class="badge problem">{count} problems</span></li>')
+        else:
+            summary.append(f'<li>{name}: <span class="clean">no problems</span></li>')
+    summary.append("</ul>\n")
+
+    # Problems that belong to no reply (a broken file, a word list, a stale entry) go on top.
+    general = [p for p in result.problems if p.topic is None or source is None
+               or p.topic not in {t.id for t in source.topics}]
+    general_html = ""
+    if general:
+        general_html = (
+            "<h2>Problems outside the replies</h2>\n<ul class=\"problems\">"
+            + "".join(_problem_item(p, relative_to, with_lang=True) for p in general)
+            + "</ul>\n"
+        )
+
+    rows = []
+    if source is not None:
+        header = "".join(
+            f"<th>{_escape(language_name(lang))} ({_escape(lang)})</th>" for lang in languages
+        )
+        rows.append(f"<table>\n<thead><tr><th>Topic</th>{header}</tr></thead>\n<tbody>\n")
+        for topic in source.topics:
+            label = f"menu {topic.menu} · " if topic.menu is not None else ""
+            rows.append(
+                f'<tr id="topic-{_escape(topic.id)}"><th>{_escape(topic.id)}'
+                f"<small>{label}{_escape(topic.kind)} · budget {topic.budget} segments</small></th>"
+                + "".join(_cell(result, topic.id, lang, relative_to) for lang in languages)
+                + "</tr>\n"
+            )
+        rows.append("</tbody>\n</table>\n")
+    return head + intro + "".join(summary) + general_html + "".join(rows) + "</body>\n</html>\n"
