@@ -116,7 +116,7 @@ class CheckResult:
                 f"OK: {languages} language{'s' if languages != 1 else ''} ({', '.join(self.languages)}), "
                 f"{replies} replies within budget, no problems."
             )
-        counts = defaultdict(int)
+        counts: dict[str, int] = defaultdict(int)
         for problem in self.problems:
             counts[problem.lang] += 1
         per_lang = ", ".join(f"{counts[lang]} in {lang}" for lang in self.languages if counts[lang])
@@ -177,8 +177,8 @@ def _entry_problems(
     try:
         po = read_catalog(path)
     except CatalogError as error:
-        line, message = describe_catalog_error(error)
-        return [Problem(lang, BROKEN, path, line, "", f"{message} (the bot will not start)")], None, {}
+        line, reason = describe_catalog_error(error)
+        return [Problem(lang, BROKEN, path, line, "", f"{reason} (the bot will not start)")], None, {}
 
     problems: list[Problem] = []
     found: dict[tuple[str, str], Message] = {
@@ -202,7 +202,7 @@ def _entry_problems(
         text = message.string if isinstance(message.string, str) else ""
         if not text.strip():
             problems.append(Problem(
-                lang, UNTRANSLATED, path, message.lineno, context,
+                lang, UNTRANSLATED, path, message.lineno or 0, context,
                 "no translation: the bot sends the English" + no_keywords
                 if context.startswith(("answer:", "title:")) else "no translation" + no_keywords,
                 msgid, topic,
@@ -210,7 +210,7 @@ def _entry_problems(
             continue
         if message.fuzzy:
             problems.append(Problem(
-                lang, FUZZY, path, message.lineno, context,
+                lang, FUZZY, path, message.lineno or 0, context,
                 "marked fuzzy (the English changed or the text is a guess): check it, then clear "
                 "the fuzzy mark; until then the bot ignores it" + no_keywords,
                 msgid, topic,
@@ -218,7 +218,7 @@ def _entry_problems(
         expected, actual = placeholders(msgid), placeholders(text)
         if expected != actual:
             problems.append(Problem(
-                lang, PLACEHOLDERS, path, message.lineno, context,
+                lang, PLACEHOLDERS, path, message.lineno or 0, context,
                 f"placeholders must be exactly as in the English: expected {' '.join(expected) or 'none'}, "
                 f"found {' '.join(actual) or 'none'}",
                 msgid, topic,
@@ -227,33 +227,33 @@ def _entry_problems(
             tokenize(word) for word in text.replace("\n", ",").split(",")
         ):
             problems.append(Problem(
-                lang, NO_KEYWORDS, path, message.lineno, context,
+                lang, NO_KEYWORDS, path, message.lineno or 0, context,
                 "no usable keyword: list the words people type, separated by commas", msgid, topic,
             ))
 
-    for key, message in found.items():
+    for key, entry in found.items():
         if key not in template:
             problems.append(Problem(
-                lang, STALE, path, message.lineno, key[0],
+                lang, STALE, path, entry.lineno or 0, key[0],
                 "its English no longer exists: run `mbcsms translations update`, or delete the entry",
                 key[1], _topic_of(key[0]),
             ))
-    for key, message in po.obsolete.items():
+    for obsolete in po.obsolete.values():
         problems.append(Problem(
-            lang, STALE, path, message.lineno, message.context or "",
-            "old entry kept as a comment (#~): delete it", message.id if isinstance(message.id, str) else "",
+            lang, STALE, path, obsolete.lineno or 0, obsolete.context or "",
+            "old entry kept as a comment (#~): delete it", obsolete.id if isinstance(obsolete.id, str) else "",
         ))
-    for context, lines in context_lines(path).items():
-        for line in lines[1:]:
+    for context, repeated in context_lines(path).items():
+        for line in repeated[1:]:
             problems.append(Problem(
                 lang, DUPLICATE, path, line, context,
-                f"the same entry appears more than once (lines {', '.join(map(str, lines))}): keep one",
+                f"the same entry appears more than once (lines {', '.join(map(str, repeated))}): keep one",
                 topic=_topic_of(context),
             ))
 
     translations = load_translations(path.parents[2], lang)
-    lines = {context: message.lineno for (context, _), message in found.items()}
-    return problems, translations, lines
+    entry_lines = {context: entry.lineno or 0 for (context, _), entry in found.items()}
+    return problems, translations, entry_lines
 
 
 def _source_location(template: dict[tuple[str, str], Message], context: str) -> int:

@@ -62,7 +62,7 @@ def stemmer_for(lang: str) -> Callable[[str], str]:
     """The Snowball stemmer of a language (by its English name), or none for a language
     Snowball does not know: its keywords then match as typed."""
     try:
-        name = Locale.parse(lang).english_name.lower()
+        name = (Locale.parse(lang).english_name or "").lower()
     except (ValueError, UnknownLocaleError):
         name = ""
     if name not in Stemmer.algorithms():
