@@ -203,3 +203,16 @@ def test_opt_out_phrases_as_whole_messages(conversation):
                  "no quiero mas mensajes", "Dejen de enviarme mensajes"]:
         answer, state = reply(conversation, text)
         assert answer.topic == "stop" and state.opted_out, text
+
+
+def test_fear_of_dying_is_not_a_crisis_but_a_wish_to_die_is(conversation):
+    for text in ["I don't want to die", "im scared to die", "tengo miedo de morir"]:
+        assert reply(conversation, text)[0].topic != "crisis", text
+    for text in ["I want to die", "me quiero morir", "quiero morir", "i dont want to live"]:
+        assert reply(conversation, text)[0].topic == "crisis", text
+
+
+def test_a_greeting_around_a_question_does_not_hide_it(conversation):
+    assert reply(conversation, "Good afternoon. What is metastatic cancer?")[0].topic == "about"
+    assert reply(conversation, "Buen día, disculpe, ¿qué es el cáncer de mama avanzado?")[0].topic == "about"
+    assert reply(conversation, "can i quit my job with stage 4")[0].topic in ("fallback", "helpline")

@@ -144,6 +144,10 @@ def source_entries(source: SourceContent) -> Iterator[Entry]:
 
 
 WORDLIST_COMMENTS = {
+    "not_crisis": "Phrases, separated by commas, that contain crisis words but are not a crisis "
+    "(\"I don't want to die\" is fear, not a wish to die), so the bot answers them instead "
+    "of sending 911/988. Not a translation: list what people in your language write. Keep it "
+    "short and sure: when in doubt, leave a phrase out.",
     "filler": "Polite words that may surround a one-word command (\"stop please\"), separated by "
     "commas. Not a translation: list your language's own.",
     "common": "Everyday words of your language (a few hundred, separated by commas), used only "

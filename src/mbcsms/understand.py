@@ -27,13 +27,15 @@ from .catalog import Catalog
 # character body cannot make the request path slow.
 MAX_TOKENS = 120
 MIN_STEMMED = 5
-# A message this long that matches a general topic by one keyword asks about something else.
-LONG_MESSAGE = 8
+# Words left unexplained around a general topic's single keyword before the message is taken to
+# ask about something else.
+UNEXPLAINED = 5
 
 # Commands that only count as typed, never from a corrected typo: opting back in must be meant.
 TYPED_EXACTLY = frozenset({"start"})
 
 CRISIS = "crisis"
+NOT_CRISIS = "not_crisis"
 CONTROL = "control"
 NUMBER = "number"
 TOPIC = "topic"
@@ -217,6 +219,13 @@ class Understander:
                     else:
                         self._add(self.phrases[lang], stems, entry)
         for lang in self.languages:
+            # Longest match wins in a scan, so a calm phrase claims its words before a crisis
+            # keyword inside it ("dont want to die" before "want to die") can.
+            stem = self.stemmers[lang]
+            for phrase in catalog.words("not_crisis", lang):
+                words = tuple(tokenize(phrase))
+                if words:
+                    self.crisis[lang][tuple(stem(word) for word in words)] = _Keyword(NOT_CRISIS, lang, 0.0, -1)
             for name in ("common", "filler"):
                 for word in catalog.words(name, lang):
                     for token in tokenize(word):
@@ -291,7 +300,7 @@ class Understander:
         stems = {code: [self.stemmers[code](word) for word in words] for code in self.languages}
 
         for code in self.languages:
-            crisis = self._scan(stems[code], self.crisis[code])
+            crisis = [hit for hit in self._scan(stems[code], self.crisis[code]) if hit[0].topic != NOT_CRISIS]
             if crisis:
                 keyword = crisis[0][0]
                 return Understanding(CRISIS, "crisis", lang or keyword.lang, keyword.lang)
@@ -311,6 +320,7 @@ class Understander:
         scores: dict[str, float] = {}
         first: dict[str, tuple[_Keyword, int]] = {}  # its first keyword, and where it stood
         phrases: dict[str, int] = {}  # how many of its keywords the best reading found
+        covered: dict[str, int] = {}  # how many of the message's words that reading explained
         for code in self.languages:
             hits = self._scan(stems[code], self.phrases[code])
             reading: dict[str, float] = defaultdict(float)
@@ -323,6 +333,7 @@ class Understander:
                 if score > scores.get(topic, 0.0) or (score == scores[topic] and found[topic][0].lang == lang):
                     scores[topic], first[topic] = score, found[topic]
                     phrases[topic] = sum(1 for keyword, _, _ in hits if keyword.topic == topic)
+                    covered[topic] = sum(length for _, length, _ in hits)
         if not scores:
             return Understanding(NOTHING, None, lang)
 
@@ -335,9 +346,10 @@ class Understander:
 
         best = max(scores, key=rank)
         keyword = first[best][0]
-        if keyword.kind == "content" and keyword.weight < 1 and phrases[best] == 1 and len(words) >= LONG_MESSAGE:
-            # A long message that only names the disease once asks about something we have
-            # no words for ("can I keep my job with stage 4?"): that is for the helpline.
+        unexplained = len(words) - covered[best]
+        if keyword.kind == "content" and keyword.weight < 1 and phrases[best] == 1 and unexplained >= UNEXPLAINED:
+            # A message that names the disease once among many words we have no keyword for
+            # asks about something else ("can I keep my job with stage 4?"): the helpline's.
             return Understanding(NOTHING, None, lang)
         return Understanding(TOPIC, best, lang, keyword.lang)
 
