@@ -356,6 +356,7 @@ PT_KEYWORDS = {
     "helpline": "linha de ajuda, telefone, ligar, assistente social, komen, efeitos colaterais",
 }
 PT_WORDS = {
+    "not_crisis": "medo de morrer, tenho medo de morrer",
     "filler": "por favor, obrigado, obrigada, agora, quero, todas, mensagens, as mensagens",
     "common": "o, a, os, as, um, uma, de, do, da, dos, das, em, no, na, nos, nas, que, e, para, "
     "por, com, nao, sim, eu, voce, ele, ela, meu, minha, seu, sua, isso, este, esta, esse, essa, "
