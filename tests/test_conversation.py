@@ -216,3 +216,8 @@ def test_a_greeting_around_a_question_does_not_hide_it(conversation):
     assert reply(conversation, "Good afternoon. What is metastatic cancer?")[0].topic == "about"
     assert reply(conversation, "Buen día, disculpe, ¿qué es el cáncer de mama avanzado?")[0].topic == "about"
     assert reply(conversation, "can i quit my job with stage 4")[0].topic in ("fallback", "helpline")
+
+
+def test_a_question_about_pills_to_end_it_is_a_crisis(conversation):
+    for text in ["how many pills would it take to end this?", "cuantas pastillas para acabar con esto"]:
+        assert reply(conversation, text)[0].topic == "crisis", text
