@@ -189,7 +189,7 @@ def test_a_typo_never_opts_a_sender_back_in(conversation):
 
 
 def test_crisis_wording_beyond_the_obvious(conversation):
-    for text in ["i dont want to be alive anymore", "I feel like dying", "I cant go on", "kms",
+    for text in ["i dont want to be alive anymore", "I feel like dying", "I cant go on like this", "gonna end it",
                  "she isnt breathing", "ya no aguanto", "quiero desaparecer",
                  "took all my pills to end it", "estoy sangrando mucho y no para"]:
         answer, _ = reply(conversation, text)
@@ -221,3 +221,21 @@ def test_a_greeting_around_a_question_does_not_hide_it(conversation):
 def test_a_question_about_pills_to_end_it_is_a_crisis(conversation):
     for text in ["how many pills would it take to end this?", "cuantas pastillas para acabar con esto"]:
         assert reply(conversation, text)[0].topic == "crisis", text
+
+
+def test_everyday_messages_near_crisis_words_are_not_a_crisis(conversation):
+    for text in ["How many pills of Xeloda do I take?", "I can't go on vacation during chemo?",
+                 "Quiero acabar con esto de la quimio", "I walked 5 kms today",
+                 "No quiero estar aquí en el hospital"]:
+        assert reply(conversation, text)[0].topic != "crisis", text
+    # ...and a disclosure that starts with a denial is still a crisis.
+    assert reply(conversation, "I'm not going to kill myself but I think about it every day")[0].topic == "crisis"
+
+
+def test_acknowledgements_around_an_opt_out_still_opt_out_and_si_does_not_opt_in(conversation):
+    for text in ["ok stop", "Ok, stop", "okay, stop texting me", "ok alto", "ok, baja"]:
+        answer, state = reply(conversation, text)
+        assert answer.topic == "stop" and state.opted_out, text
+    _, state = reply(conversation, "BAJA")
+    answer, state = reply(conversation, "Sí", state)
+    assert answer.body is None and state.opted_out

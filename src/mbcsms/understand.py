@@ -225,7 +225,8 @@ class Understander:
             for phrase in catalog.words("not_crisis", lang):
                 words = tuple(tokenize(phrase))
                 if words:
-                    self.crisis[lang][tuple(stem(word) for word in words)] = _Keyword(NOT_CRISIS, lang, 0.0, -1)
+                    # setdefault: a phrase that is also a crisis keyword stays a crisis.
+                    self.crisis[lang].setdefault(tuple(stem(word) for word in words), _Keyword(NOT_CRISIS, lang, 0.0, -1))
             for name in ("common", "filler"):
                 for word in catalog.words(name, lang):
                     for token in tokenize(word):
