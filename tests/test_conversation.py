@@ -239,3 +239,44 @@ def test_acknowledgements_around_an_opt_out_still_opt_out_and_si_does_not_opt_in
     _, state = reply(conversation, "BAJA")
     answer, state = reply(conversation, "Sí", state)
     assert answer.body is None and state.opted_out
+
+
+CLEAR_CRISES = [
+    "my husband says he wants to kill himself", "I wish I was dead", "thinking of ending it",
+    "how many of my oxycodone would be lethal", "life isn't worth living anymore",
+    "i took a whole bottle of my sleeping pills", "my wife took way too many of her pain pills and I can't wake her",
+    "kiero morir", "Mejor me muero", "estoy pensando en tomarme todas mis pastillas",
+    "My mom is unresponsive", "my mom can barely breathe", "Dad is coughing up a lot of blood right now",
+    "My sister's face is drooping and she can't lift her arm", "Mi mama no reacciona",
+    "Tengo un dolor muy fuerte en el pecho", "Mi mamá está vomitando sangre", "I took all my pills",
+]
+EVERYDAY_NOT_CRISIS = [
+    "Can brain mets cause seizures?", "Does Herceptin cause heart attacks?",
+    "¿Los tratamientos matan las células cancerosas?", "My mom had a stroke 5 years ago, can she still get chemo?",
+    "I hurt myself gardening, can I still have radiation on Monday?", "¿Debo cortarme el pelo antes de la quimio?",
+    "Does my insurance cover emergency room visits?", "¿Mi seguro cubre la sala de emergencia?",
+    "I want to die at home, not in a hospital. How does hospice work?", "Es una lástima que no haya cura",
+    "Casi me desmayo cuando me dieron la noticia", "mi jefe me va a matar si falto otra vez",
+]
+
+
+@pytest.mark.parametrize("text", CLEAR_CRISES)
+def test_clear_crises_in_many_words(conversation, text):
+    assert reply(conversation, text)[0].topic == "crisis"
+
+
+@pytest.mark.parametrize("text", EVERYDAY_NOT_CRISIS)
+def test_everyday_questions_with_crisis_words_get_an_answer(conversation, text):
+    assert reply(conversation, text)[0].topic != "crisis"
+
+
+def test_a_crisis_at_the_end_of_a_very_long_message(conversation):
+    text = "chemo again this week and the bills and the scans and the waiting. " * 12 + "Honestly I want to kill myself"
+    assert len(text.split()) > 120
+    assert reply(conversation, text)[0].topic == "crisis"
+
+
+def test_saying_you_do_not_speak_a_language_is_not_a_switch_to_it(conversation):
+    for text, lang in [("No sé inglés", "es"), ("I don't speak much Spanish", "en")]:
+        answer, state = reply(conversation, text)
+        assert answer.topic != "language" and answer.lang == lang and state.lang is None, text

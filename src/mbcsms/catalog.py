@@ -41,7 +41,7 @@ class Topic:
     weight: float = 1.0
     menu: int | None = None
     title: str | None = None
-    inside: str = "never"  # control topics: "never", "phrases" (2+ words) or "always"
+    inside: int = 0  # control topics: keywords of this many words or more also count inside a message (0: never)
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,7 @@ def load_source(path: Path = CONTENT_FILE) -> SourceContent:
                 weight=float(raw.get("weight", 1.0)),
                 menu=raw.get("menu"),
                 title=raw.get("title"),
-                inside=raw.get("inside", "never"),
+                inside=int(raw.get("inside", 0)),
             )
             for raw in data["topic"]
         )

@@ -26,6 +26,8 @@ from .catalog import Catalog
 # A message longer than this is read only in part: enough for any question, and a 5,000
 # character body cannot make the request path slow.
 MAX_TOKENS = 120
+# Twilio's longest inbound body (WhatsApp, 4,096 characters) stays well under this many words.
+MAX_CRISIS_TOKENS = 1200
 MIN_STEMMED = 5
 # Words left unexplained around a general topic's single keyword before the message is taken to
 # ask about something else.
@@ -183,6 +185,7 @@ class Understander:
         self.keyword_words: set[str] = set()
         self.known_stems: dict[str, set[str]] = {lang: set() for lang in self.languages}
         self.crisis = {lang: PhraseTable() for lang in self.languages}
+        self.crisis_words: dict[str, dict[str, _Keyword]] = {lang: {} for lang in self.languages}
         self.phrases = {lang: PhraseTable() for lang in self.languages}
         self.control: dict[tuple[str, ...], _Keyword] = {}
         self.filler: set[str] = set()
@@ -209,12 +212,16 @@ class Understander:
                         self.vocabulary[word].add(lang)
                         self.keyword_words.add(word)
                     self.known_stems[lang].update(stems)
-                    if topic.kind == "crisis":
+                    if topic.kind == "crisis" and len(phrase) == 1:
+                        # One word matches as typed (after typo correction): stems of single
+                        # words reach too far ("matarme" and "matan", "lastimarme" and "lástima").
+                        self.crisis_words[lang].setdefault(phrase[0], entry)
+                    elif topic.kind == "crisis":
                         self.crisis[lang].setdefault(stems, entry)
                     elif topic.kind == "control":
                         # Matched against the message less its filler, so compare likewise.
                         self._add(self.control, self._without_filler(phrase), entry)
-                        if topic.inside == "always" or (topic.inside == "phrases" and len(phrase) > 1):
+                        if topic.inside and len(phrase) >= topic.inside:
                             self._add(self.phrases[lang], stems, entry)
                     else:
                         self._add(self.phrases[lang], stems, entry)
@@ -291,7 +298,8 @@ class Understander:
         return max(counts, key=counts.__getitem__)
 
     def understand(self, text: str) -> Understanding:
-        tokens = tokenize(text)[:MAX_TOKENS]
+        every = tokenize(text)[:MAX_CRISIS_TOKENS]
+        tokens = every[:MAX_TOKENS]
         words = self._corrected(tokens)
         # The words as typed tell the language best: a typo corrected to a near word of the
         # other language ("comer" -> "come") must not flip it.
@@ -300,10 +308,12 @@ class Understander:
             return Understanding(EMPTY, None, lang)
         stems = {code: [self.stemmers[code](word) for word in words] for code in self.languages}
 
+        # Crisis words are looked for in the whole message, however long: the end of a long
+        # message may be the part that matters most. Past MAX_TOKENS, words are not corrected.
+        whole = words + every[MAX_TOKENS:]
         for code in self.languages:
-            crisis = [hit for hit in self._scan(stems[code], self.crisis[code]) if hit[0].topic != NOT_CRISIS]
-            if crisis:
-                keyword = crisis[0][0]
+            keyword = self._crisis(code, whole)
+            if keyword is not None:
                 return Understanding(CRISIS, "crisis", lang or keyword.lang, keyword.lang)
 
         command = self._without_filler(tuple(words))
@@ -353,6 +363,21 @@ class Understander:
             # asks about something else ("can I keep my job with stage 4?"): the helpline's.
             return Understanding(NOTHING, None, lang)
         return Understanding(TOPIC, best, lang, keyword.lang)
+
+    def _crisis(self, code: str, words: list[str]) -> _Keyword | None:
+        """The first crisis keyword of ``words`` in one language: a phrase by stems, or a
+        single word as typed, except where a calm phrase ("afraid to die") holds the words."""
+        stem = self.stemmers[code]
+        calm: set[int] = set()
+        for keyword, length, position in self._scan([stem(word) for word in words], self.crisis[code]):
+            if keyword.topic != NOT_CRISIS:
+                return keyword
+            calm.update(range(position, position + length))
+        single = self.crisis_words[code]
+        for position, word in enumerate(words):
+            if word in single and position not in calm:
+                return single[word]
+        return None
 
     @staticmethod
     def _scan(words: list[str], table: PhraseTable) -> list[tuple[_Keyword, int, int]]:
