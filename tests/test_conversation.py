@@ -280,3 +280,16 @@ def test_saying_you_do_not_speak_a_language_is_not_a_switch_to_it(conversation):
     for text, lang in [("No sé inglés", "es"), ("I don't speak much Spanish", "en")]:
         answer, state = reply(conversation, text)
         assert answer.topic != "language" and answer.lang == lang and state.lang is None, text
+
+
+def test_a_corrected_typo_never_unsubscribes(conversation):
+    for text in ["I just want to quilt again", "quiero pasta"]:
+        answer, state = reply(conversation, text)
+        assert answer.topic != "stop" and not state.opted_out, text
+    for text in ["STOP STOP STOP", "Stop. Just stop."]:
+        assert reply(conversation, text)[1].opted_out, text
+
+
+def test_a_crisis_word_reached_by_a_first_letter_typo_is_not_a_crisis(conversation):
+    assert reply(conversation, "I painted my nails, is that okay during chemo?")[0].topic != "crisis"
+    assert reply(conversation, "sucide")[0].topic == "crisis"

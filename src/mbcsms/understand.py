@@ -33,9 +33,6 @@ MIN_STEMMED = 5
 # ask about something else.
 UNEXPLAINED = 5
 
-# Commands that only count as typed, never from a corrected typo: opting back in must be meant.
-TYPED_EXACTLY = frozenset({"start"})
-
 CRISIS = "crisis"
 NOT_CRISIS = "not_crisis"
 CONTROL = "control"
@@ -312,16 +309,15 @@ class Understander:
         # message may be the part that matters most. Past MAX_TOKENS, words are not corrected.
         whole = words + every[MAX_TOKENS:]
         for code in self.languages:
-            keyword = self._crisis(code, whole)
+            keyword = self._crisis(code, whole, every)
             if keyword is not None:
                 return Understanding(CRISIS, "crisis", lang or keyword.lang, keyword.lang)
 
-        command = self._without_filler(tuple(words))
-        control = self.control.get(self._without_filler(tuple(tokens)))
-        if control is None:
-            control = self.control.get(command)
-            if control is not None and control.topic in TYPED_EXACTLY:
-                control = None
+        # Commands count only as typed: a corrected typo could unsubscribe ("quilt" -> quit,
+        # "pasta" -> basta) or opt someone back in ("altp" -> alta) against their will.
+        bare = self._without_filler(tuple(tokens))
+        command = tuple(word for i, word in enumerate(bare) if i == 0 or word != bare[i - 1])  # "STOP STOP"
+        control = self.control.get(command)
         if control is not None:
             return Understanding(CONTROL, control.topic, lang or control.lang, control.lang)
         if len(command) == 1 and command[0].isdigit():
@@ -364,9 +360,10 @@ class Understander:
             return Understanding(NOTHING, None, lang)
         return Understanding(TOPIC, best, lang, keyword.lang)
 
-    def _crisis(self, code: str, words: list[str]) -> _Keyword | None:
+    def _crisis(self, code: str, words: list[str], typed: list[str]) -> _Keyword | None:
         """The first crisis keyword of ``words`` in one language: a phrase by stems, or a
-        single word as typed, except where a calm phrase ("afraid to die") holds the words."""
+        single word as typed (or corrected without changing its first letter: "sucide" is
+        suicide, but "painted" is not fainted), except where a calm phrase holds the words."""
         stem = self.stemmers[code]
         calm: set[int] = set()
         for keyword, length, position in self._scan([stem(word) for word in words], self.crisis[code]):
@@ -374,8 +371,8 @@ class Understander:
                 return keyword
             calm.update(range(position, position + length))
         single = self.crisis_words[code]
-        for position, word in enumerate(words):
-            if word in single and position not in calm:
+        for position, (word, as_typed) in enumerate(zip(words, typed)):
+            if word in single and position not in calm and (word == as_typed or word[0] == as_typed[:1]):
                 return single[word]
         return None
 
