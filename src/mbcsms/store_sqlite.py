@@ -69,7 +69,7 @@ class SQLiteStore:
             # A checkpoint costs two fsyncs, paid by whichever message triggers it: every 10,000
             # pages (a WAL of up to 40 MB) instead of SQLite's 1,000 makes that cost a tenth.
             connection.execute(f"PRAGMA wal_autocheckpoint = {CHECKPOINT_PAGES}")
-            connection.executescript(SCHEMA)
+            self._ensure_schema(connection)
             # From here on only BEGIN IMMEDIATE can meet a lock (WAL readers never wait), and
             # _begin_immediate waits for it in its own, finer steps.
             connection.execute("PRAGMA busy_timeout = 0")
@@ -77,6 +77,23 @@ class SQLiteStore:
             raise StoreError(f"sqlite: cannot open the database: {error}") from error
         self._local.connection = connection
         return connection
+
+    def _ensure_schema(self, connection: sqlite3.Connection) -> None:
+        """Create the tables under the write lock, taken first: a plain CREATE from a read
+        snapshot fails at once with "database is locked" (no busy wait) when another worker
+        writes meanwhile, which is every start of a busy multi-worker server."""
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if {"senders", "answered"} <= tables:
+            return
+        self._begin_immediate(connection)
+        try:
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    connection.execute(statement)
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
 
     def _drop_connection(self) -> None:
         connection = getattr(self._local, "connection", None)
