@@ -7,13 +7,8 @@ workers on one SQLite file, forged signatures, and a scan of everything logged f
 from __future__ import annotations
 
 import logging
-import os
 import random
 import re
-import signal
-import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.parse
@@ -35,6 +30,7 @@ from werkzeug.test import TestResponse
 from mbcsms import create_app
 from mbcsms.logs import LOGGER_NAME, JsonFormatter
 from tests.conftest import AUTH_TOKEN, PUBLIC_URL, app_env, new_sid, post_signed, sign
+from tests.procfile_servers import server_env, start, stop, wait_until_up
 
 HELPLINE = "1-877-465-6636"
 MAX_REPLY = 1600
@@ -337,12 +333,6 @@ def test_flood_from_one_sender_stays_inside_the_rate_limit(client: FlaskClient) 
 
 # -- several gunicorn workers on one SQLite file ----------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _send(url: str, form: dict[str, str]) -> tuple[int, bytes]:
     data = urllib.parse.urlencode(form).encode()
     request = urllib.request.Request(url, data=data, headers={"X-Twilio-Signature": sign(url, form)})
@@ -355,34 +345,15 @@ def _send(url: str, form: dict[str, str]) -> tuple[int, bytes]:
 
 @pytest.fixture
 def gunicorn(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    port = _free_port()
-    log = tmp_path / "gunicorn.log"
-    env = {**os.environ, **app_env(tmp_path), "MBCSMS_PROXY_HOPS": "0"}
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "3",
-             "--access-logfile", "-", "mbcsms:create_app()"],
-            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )
+    """The Procfile's web process with 3 workers on one SQLite file."""
+    env = server_env(tmp_path, MBCSMS_DB=str(tmp_path / "state.db"), DATABASE_URL="", WEB_CONCURRENCY="3")
+    server = start(tmp_path, "gunicorn", env)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, log.read_text()
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).read()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, log.read_text()
-                time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}/sms", log
+        wait_until_up(server)
+        yield f"{server.url}/sms", server.log
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        LOGGED.append(log.read_text(encoding="utf-8", errors="replace"))
+        stop(server)
+        LOGGED.append(server.output())
 
 
 def test_gunicorn_workers_on_one_sqlite_file_record_every_opt_out(gunicorn: tuple[str, Path]) -> None:
