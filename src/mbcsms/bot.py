@@ -9,12 +9,10 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from functools import lru_cache
 
 from . import logs
 from .conversation import Conversation, Reply, SenderState
 from .senders import message_key, sender_key
-from .sms import count_segments
 from .store import Recorded, StateStore, StoreError
 
 
@@ -85,16 +83,10 @@ class Bot:
 
     def _log(self, reply: Reply, sender: str, started: float, retry: bool | None = None) -> None:
         logs.event(
-            "reply", topic=reply.topic, lang=reply.lang, segments=_segments(reply.body),
+            "reply", topic=reply.topic, lang=reply.lang, segments=reply.segments,
             latency_ms=round((time.perf_counter() - started) * 1000, 2),
             sender=logs.sender_prefix(sender), retry=retry,
         )
-
-
-@lru_cache(maxsize=1024)
-def _segments(body: str | None) -> int:
-    # Reply.segments, counted once per catalog text instead of character by character per message.
-    return count_segments(body).segments if body else 0
 
 
 def _reason(error: Exception) -> str:

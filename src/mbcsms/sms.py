@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 # GSM 03.38 basic character set, and the extension table whose characters take two septets.
 GSM7_BASIC = frozenset(
@@ -27,8 +28,11 @@ class SegmentCount:
     segments: int
 
 
+@lru_cache(maxsize=1024)
 def count_segments(text: str) -> SegmentCount:
-    """Segments needed to send ``text``: 160/153 septets in GSM-7, 70/67 code units in UCS-2."""
+    """Segments needed to send ``text``: 160/153 septets in GSM-7, 70/67 code units in UCS-2.
+
+    Cached: replies come from the catalog, a few dozen texts counted on every message."""
     if all(ch in GSM7_BASIC or ch in GSM7_EXTENDED for ch in text):
         units = sum(2 if ch in GSM7_EXTENDED else 1 for ch in text)
         single, multi, encoding = 160, 153, GSM7
