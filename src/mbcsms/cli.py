@@ -93,16 +93,16 @@ def reply(message: str | None, as_json: bool, sender: str | None) -> None:
 @click.option("--port", type=click.IntRange(1, 65535), default=None, show_default="$PORT or 5000")
 def serve(dev: bool, port: int | None) -> None:
     """Run the webhook. Production runs gunicorn exactly as the Procfile does."""
-    if port is None:
-        raw = os.environ.get("PORT", "5000").strip() or "5000"
-        if not raw.isdigit() or not 0 < int(raw) < 65536:
-            raise click.ClickException(f"PORT must be a port number, not {raw!r}")
-        port = int(raw)
+    try:
+        settings = Settings.from_env(dev=dev)
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from None
+    port = port or settings.port
     if dev:
         from . import create_app
 
         try:
-            app = create_app(Settings.from_env(dev=True))
+            app = create_app(settings)
         except (CatalogError, ConfigError) as error:
             raise click.ClickException(str(error)) from None
         click.secho(
@@ -112,10 +112,6 @@ def serve(dev: bool, port: int | None) -> None:
         )
         app.run(host="127.0.0.1", port=port, debug=False)
         return
-    try:
-        Settings.from_env()
-    except ConfigError as error:
-        raise click.ClickException(str(error)) from None
     # gunicorn from the same environment as this command, activated or not.
     os.execv(sys.executable, [sys.executable, "-m", "gunicorn", *gunicorn_arguments(port)])
 

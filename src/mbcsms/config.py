@@ -34,6 +34,7 @@ class Settings:
     locales: Path
     log_level: str
     dev: bool = False
+    port: int = 5000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, dev: bool = False) -> Settings:
@@ -63,7 +64,9 @@ class Settings:
         locales = Path(env["MBCSMS_LOCALES"]) if env.get("MBCSMS_LOCALES") else default_locales_dir()
         if not locales.is_dir():
             raise ConfigError(f"MBCSMS_LOCALES is not a directory: {locales}")
-        _integer(env, "PORT", 5000, minimum=1)
+        port = _integer(env, "PORT", 5000, minimum=1)
+        if port > 65535:
+            raise ConfigError(f"PORT must be a port number, not {port}")
         _integer(env, "WEB_CONCURRENCY", 2, minimum=1)
         return cls(
             twilio_auth_token=token,
@@ -75,6 +78,7 @@ class Settings:
             rate_window_seconds=float(_integer(env, "MBCSMS_RATE_WINDOW", 600, minimum=1)),
             locales=locales,
             log_level=log_level,
+            port=port,
             dev=dev,
         )
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import hmac
 import logging
 from functools import lru_cache
-from urllib.parse import urlparse
 
 from flask import Blueprint, Response, current_app, request
 from twilio.request_validator import RequestValidator, get_signature_algorithm
@@ -42,8 +41,7 @@ def signature_is_valid(validator: RequestValidator | None) -> bool:
     # it came (which is one of those two) is almost always the one Twilio signed: when it
     # matches, validate() would say True too, for half the work. Otherwise ask validate().
     try:
-        as_sent = urlparse(url).geturl()
-        computed = validator.compute_signature(as_sent, form, algorithm)
+        computed = validator.compute_signature(url, form, algorithm)
         # As bytes: compare_digest refuses str with non-ASCII, which a forged header may carry.
         if hmac.compare_digest(computed.encode(), signature.encode()):
             return True
