@@ -122,6 +122,12 @@ def steal_keyword(catalog: PoCatalog) -> None:
     message.string += ", Quimioterapia"
 
 
+def steal_by_stem(catalog: PoCatalog) -> None:
+    # "tratamientos" is not written in the cure list, but the bot matches it by its stem,
+    # which it shares with treatment's "tratamiento".
+    entry(catalog, "keywords:cure").string += ", tratamientos"
+
+
 def overfill(catalog: PoCatalog) -> None:
     message = entry(catalog, "answer:survival")
     message.string = " ".join([message.string] * 3)
@@ -144,11 +150,14 @@ def add_stale(catalog: PoCatalog) -> None:
         # Reported on the later of the two topics, naming the earlier one (cure comes first).
         (steal_keyword, "keywords:treatment", "keyword conflict",
          "'quimioterapia' is also a keyword of topic cure ('Quimioterapia', line "),
+        (steal_by_stem, "keywords:treatment", "keyword conflict",
+         "is also a keyword of topic cure ('tratamientos', line "),
         (overfill, "answer:survival", "over budget", "UCS-2"),
         (drop_keywords, "keywords:her2", "no keywords", ""),
         (add_stale, "answer:gone", "stale", "no longer exists"),
     ],
-    ids=["blank", "fuzzy", "placeholder", "keyword-conflict", "over-budget", "no-keywords", "stale"],
+    ids=["blank", "fuzzy", "placeholder", "keyword-conflict", "keyword-stem-conflict", "over-budget",
+         "no-keywords", "stale"],
 )
 def test_check_names_file_line_and_entry_of_each_problem(
     locales: Path, change: Callable[[PoCatalog], None], context: str, kind: str, detail: str

@@ -30,7 +30,7 @@ from .catalog import (
 )
 from .sms import GSM7_BASIC, GSM7_EXTENDED, UCS2, SegmentCount, count_segments
 from .translations import TranslationsError, source_template, template_entries
-from .understand import tokenize
+from .understand import keyword_key, stemmer_for, tokenize
 
 # Kinds of problem, as printed by ``check`` and shown as badges by ``preview``.
 BROKEN = "broken"
@@ -329,10 +329,13 @@ def check(locales: Path, lang: str | None = None, source_path: Path = CONTENT_FI
                     topic.answer, topic.id,
                 ))
 
-    # Keywords: a phrase may lead to one topic only, in its own language and across languages
-    # (the bot keeps one table for all languages, so the second claim would never win).
-    claimed: dict[tuple[str, ...], tuple[str, str, str]] = {}  # phrase -> topic, lang, as written
+    # Keywords: a phrase may lead to one topic only in its language, compared the way the bot
+    # matches it (by stems: "esposa" and "esposo" are one keyword); commands also across
+    # languages (the bot keeps one table of commands for all languages).
+    claimed: dict[tuple[str, ...], tuple[str, str, str]] = {}  # command -> topic, lang, as written
+    clashes: set[tuple[str, str, str]] = set()
     for code in readable:
+        stem = stemmer_for(code)
         own: dict[tuple[str, ...], tuple[str, str]] = {}
         for topic in source.topics:
             context = f"keywords:{topic.id}"
@@ -344,12 +347,16 @@ def check(locales: Path, lang: str | None = None, source_path: Path = CONTENT_FI
                     join_keywords(topic.keywords), topic.id,
                 ))
             for word in words:
-                phrase = tuple(tokenize(word))
-                if not phrase:
+                tokens = tuple(tokenize(word))
+                if not tokens:
                     continue
+                phrase = keyword_key(tokens, stem, topic.kind)
                 line = _entry_line(po_lines, code, context)
                 mine = own.get(phrase)
+                if mine is not None and mine[0] != topic.id and (code, topic.id, mine[0]) in clashes:
+                    continue  # one report per pair of topics: "tratamiento" and "tratamientos" are one clash
                 if mine is not None and mine[0] != topic.id:
+                    clashes.add((code, topic.id, mine[0]))
                     other_line = _entry_line(po_lines, code, f"keywords:{mine[0]}")
                     result.problems.append(Problem(
                         code, KEYWORD_CONFLICT, paths[code], line, context,
@@ -359,6 +366,8 @@ def check(locales: Path, lang: str | None = None, source_path: Path = CONTENT_FI
                     ))
                     continue
                 own.setdefault(phrase, (topic.id, word))
+                if topic.kind != "control":
+                    continue
                 other = claimed.get(phrase)
                 if other is not None and other[0] != topic.id and other[1] != code:
                     result.problems.append(Problem(

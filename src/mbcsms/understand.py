@@ -77,6 +77,12 @@ def stemmer_for(lang: str) -> Callable[[str], str]:
     return stem
 
 
+def keyword_key(phrase: tuple[str, ...], stem: Callable[[str], str], kind: str) -> tuple[str, ...]:
+    """What a keyword is matched by: commands as typed, everything else by word stems. Two
+    keywords with the same key are the same keyword to the bot."""
+    return phrase if kind == "control" else tuple(stem(word) for word in phrase)
+
+
 def allowed_typos(word: str) -> int:
     """Edits tolerated in a word: none in short words, where one edit makes another word."""
     if len(word) < 4 or word.isdigit():
@@ -204,7 +210,7 @@ class Understander:
                     if not phrase:
                         continue
                     entry = _Keyword(topic.id, lang, topic.weight, order, topic.kind)
-                    stems = tuple(stem(word) for word in phrase)
+                    stems = keyword_key(phrase, stem, "content")
                     for word in phrase:
                         self.vocabulary[word].add(lang)
                         self.keyword_words.add(word)
@@ -226,11 +232,12 @@ class Understander:
             # Longest match wins in a scan, so a calm phrase claims its words before a crisis
             # keyword inside it ("dont want to die" before "want to die") can.
             stem = self.stemmers[lang]
-            for phrase in catalog.words("not_crisis", lang):
-                words = tuple(tokenize(phrase))
+            for calm in catalog.words("not_crisis", lang):
+                words = tuple(tokenize(calm))
                 if words:
                     # setdefault: a phrase that is also a crisis keyword stays a crisis.
-                    self.crisis[lang].setdefault(tuple(stem(word) for word in words), _Keyword(NOT_CRISIS, lang, 0.0, -1))
+                    key = keyword_key(words, stem, NOT_CRISIS)
+                    self.crisis[lang].setdefault(key, _Keyword(NOT_CRISIS, lang, 0.0, -1))
             for name in ("common", "filler"):
                 for word in catalog.words(name, lang):
                     for token in tokenize(word):
