@@ -6,6 +6,8 @@ import random
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
+from typing import TypeVar
 from pathlib import Path
 
 from .conversation import SenderState
@@ -38,6 +40,8 @@ BUSY_TIMEOUT_MS = 5000
 # Pruning old message ids on every request would cost a write each time; once in a while is
 # enough to keep "a day" true within minutes.
 PRUNE_EVERY = 200
+
+T = TypeVar("T")
 # Sync levels (PRAGMA synchronous): ORDINARY for every message, DURABLE for opt-out changes.
 ORDINARY = "NORMAL"
 DURABLE = "FULL"
@@ -55,10 +59,20 @@ class SQLiteStore:
         if connection is not None:
             return connection
         try:
-            connection = sqlite3.connect(
-                self.path, timeout=self.busy_timeout_ms / 1000, isolation_level=None,
-                check_same_thread=False,
-            )
+            # Opening a new file races other workers switching it to WAL, which can answer
+            # "locked" at once instead of waiting: retried like any other lock.
+            connection = self._while_locked(self._open)
+        except sqlite3.Error as error:
+            raise StoreError(f"sqlite: cannot open the database: {error}") from error
+        self._local.connection = connection
+        return connection
+
+    def _open(self) -> sqlite3.Connection:
+        connection = sqlite3.connect(
+            self.path, timeout=self.busy_timeout_ms / 1000, isolation_level=None,
+            check_same_thread=False,
+        )
+        try:
             connection.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
             connection.execute("PRAGMA journal_mode = WAL")
             # NORMAL in WAL mode: a commit survives a crash of the app or of gunicorn, without an
@@ -73,9 +87,9 @@ class SQLiteStore:
             # From here on only BEGIN IMMEDIATE can meet a lock (WAL readers never wait), and
             # _begin_immediate waits for it in its own, finer steps.
             connection.execute("PRAGMA busy_timeout = 0")
-        except sqlite3.Error as error:
-            raise StoreError(f"sqlite: cannot open the database: {error}") from error
-        self._local.connection = connection
+        except BaseException:
+            connection.close()
+            raise
         return connection
 
     def _ensure_schema(self, connection: sqlite3.Connection) -> None:
@@ -125,7 +139,11 @@ class SQLiteStore:
             raise StoreError(f"sqlite: {error}") from error
 
     def _begin_immediate(self, connection: sqlite3.Connection) -> None:
-        """Take the write lock, waiting up to the busy timeout.
+        """Take the write lock, waiting up to the busy timeout."""
+        self._while_locked(lambda: connection.execute("BEGIN IMMEDIATE"))
+
+    def _while_locked(self, attempt: Callable[[], T]) -> T:
+        """``attempt()``, tried again while the database is locked, up to the busy timeout.
 
         SQLite's own busy handler sleeps 1, 2, 5, 10... ms between tries, far longer than our
         transactions hold the lock (about 0.1 ms): with several workers that sleeping, not the
@@ -136,8 +154,7 @@ class SQLiteStore:
         pause = 0.0001
         while True:
             try:
-                connection.execute("BEGIN IMMEDIATE")
-                return
+                return attempt()
             except sqlite3.OperationalError as error:
                 if "locked" not in str(error) and "busy" not in str(error):
                     raise
