@@ -16,6 +16,9 @@ from mbcsms import create_app
 from mbcsms.catalog import Catalog
 from mbcsms.conversation import Conversation
 
+# Hooks of the whole-suite scan for phone numbers in everything logged (tests/log_scan.py).
+from tests.log_scan import pytest_configure, pytest_runtest_logreport, pytest_sessionfinish  # noqa: F401
+
 AUTH_TOKEN = "test-auth-token-0123456789abcdef"
 SECRET = "test-secret-0123456789abcdef0123456789"
 PUBLIC_URL = "https://bot.example.org/sms"

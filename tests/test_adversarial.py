@@ -6,7 +6,6 @@ workers on one SQLite file, forged signatures, and a scan of everything logged f
 
 from __future__ import annotations
 
-import logging
 import random
 import re
 import time
@@ -28,7 +27,7 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.test import TestResponse
 
 from mbcsms import create_app
-from mbcsms.logs import LOGGER_NAME, JsonFormatter
+from tests import log_scan
 from tests.conftest import AUTH_TOKEN, PUBLIC_URL, app_env, new_sid, post_signed, sign
 from tests.procfile_servers import server_env, start, stop, wait_until_up
 
@@ -45,36 +44,6 @@ FORMATS = (
     lambda n: f"({n[2:5]}) {n[5:8]}-{n[8:]}",
     lambda n: f"+1 {n[2:5]}-{n[5:8]}-{n[8:]}",
 )
-
-# Everything the app and gunicorn wrote while these tests ran, scanned by the last test.
-LOGGED: list[str] = []
-
-
-class _Collect(logging.Handler):
-    def emit(self, record: logging.LogRecord) -> None:
-        # The JSON line as it would reach stdout, and every attribute of the record, in case
-        # something rides along that the formatter would leave out.
-        LOGGED.append(JsonFormatter().format(record))
-        LOGGED.append(repr(vars(record)))
-
-
-@pytest.fixture(scope="module", autouse=True)
-def collect_logs() -> Iterator[None]:
-    handler = _Collect(logging.DEBUG)
-    loggers = [logging.getLogger(LOGGER_NAME), logging.getLogger(), logging.getLogger("werkzeug")]
-    for logger in loggers:
-        logger.addHandler(handler)
-    yield
-    for logger in loggers:
-        logger.removeHandler(handler)
-
-
-@pytest.fixture(autouse=True)
-def collect_output(capsys: pytest.CaptureFixture[str]) -> Iterator[None]:
-    yield
-    captured = capsys.readouterr()
-    LOGGED.extend([captured.out, captured.err])
-
 
 @pytest.fixture(scope="module")
 def shared_app(tmp_path_factory: pytest.TempPathFactory) -> Flask:
@@ -353,7 +322,7 @@ def gunicorn(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         yield f"{server.url}/sms", server.log
     finally:
         stop(server)
-        LOGGED.append(server.output())
+        log_scan.collect("gunicorn (adversarial)", server.output())
 
 
 def test_gunicorn_workers_on_one_sqlite_file_record_every_opt_out(gunicorn: tuple[str, Path]) -> None:
@@ -390,8 +359,9 @@ def _pattern(number: str) -> re.Pattern[str]:
 
 
 def test_zz_nothing_logged_contains_a_phone_number() -> None:
-    """Runs last in this file: scans what every test above logged or printed."""
-    text = "\n".join(LOGGED)
+    """Runs last in this file: scans what every test so far logged or printed, in the formats
+    sent above (tests/log_scan.py scans the whole suite again at its end, for any number)."""
+    text = log_scan.collected_text()
     assert '"event": "reply"' in text  # the collection worked
     assert '"event": "http"' in text or "/sms" in text  # and so did gunicorn's
     leaks = [number for number in NUMBERS if _pattern(number).search(text)]
