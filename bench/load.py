@@ -14,6 +14,10 @@ MessageSid and comes from one of many senders (each sends at most RATE_LIMIT/2 m
 round, rounds use distinct senders), so the bot does its full work on every request: no
 rate-limit short cut. A round that outruns its pre-signed bodies starts them again; those repeats
 are answered from the dedupe table and are counted from the bot's own log lines.
+
+``--floor STEPS`` (repeatable) adds ``bench/floor_app.py`` to the rounds, with only the named
+steps of the required work (signature, understand, store, log) done in the plainest way: what
+the bot could reach at best if its own code cost nothing beyond those steps.
 """
 
 from __future__ import annotations
@@ -92,10 +96,11 @@ def web_command() -> tuple[str, str]:
     return FALLBACK_WEB, "fallback (no Procfile web: line)"
 
 
-def bare_command(command: str) -> str:
+def swapped_command(command: str, app: str) -> str:
+    """The web command with its last argument, the mbcsms app, replaced by ``app``."""
     if not OUR_APP.search(command):
         sys.exit(f"cannot find the mbcsms app (last argument) in the web command to swap: {command}")
-    return OUR_APP.sub("bare_app:app", command)
+    return OUR_APP.sub(app, command)
 
 
 def free_port() -> int:
@@ -221,8 +226,9 @@ def stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
-def sanity_check(port: int, ours: bool) -> None:
-    """One signed request must get TwiML with a message; for ours, an unsigned one must get 403."""
+def sanity_check(port: int, checks_signature: bool) -> None:
+    """One signed request must get TwiML with a message; where signatures are checked, an
+    unsigned one must get 403."""
     url = f"http://127.0.0.1:{port}/sms"
     form = {"From": "+15559990000", "Body": "what is her2", "MessageSid": "SM" + "9" * 32}
     request = urllib.request.Request(url, data=urllib.parse.urlencode(form).encode(), headers={
@@ -231,7 +237,7 @@ def sanity_check(port: int, ours: bool) -> None:
         root = ET.fromstring(response.read())
     if root.tag != "Response" or not [m.text for m in root.iter("Message") if m.text]:
         sys.exit(f"port {port}: the signed request did not get a TwiML message")
-    if ours:
+    if checks_signature:
         unsigned = urllib.request.Request(url, data=urllib.parse.urlencode(form).encode())
         try:
             urllib.request.urlopen(unsigned, timeout=5)
@@ -300,6 +306,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
     parser.add_argument("--bodies", type=int, default=40_000, help="pre-signed requests a round")
     parser.add_argument("--workers", type=int, help="sets WEB_CONCURRENCY (default: the Procfile's)")
+    parser.add_argument("--floor", action="append", default=[], metavar="STEPS",
+                        help="also run bench/floor_app.py with these steps, e.g. signature,understand,store,log")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -321,42 +329,54 @@ def main() -> None:
         env["WEB_CONCURRENCY"] = str(args.workers)
     LUA_SCRIPT.write_text(LUA, encoding="utf-8")
     messages = load_messages()
-    ports = {"ours": free_port(), "bare": free_port()}
-    logs = {name: work / f"{name}.log" for name in ports}
+    # Each target: the command gunicorn runs and the environment it adds.
+    targets: dict[str, tuple[str, dict[str, str]]] = {
+        "ours": (command, {}), "bare": (swapped_command(command, "bare_app:app"), {}),
+    }
+    for steps in args.floor:
+        targets[f"floor:{steps}"] = (swapped_command(command, "floor_app:app"), {"FLOOR_STEPS": steps})
+    ports = {name: free_port() for name in targets}
+    logs = {name: work / f"{name.replace(':', '-')}.log" for name in targets}
     print(f"web command ({origin}): {command}")
     print(f"{len(messages)} distinct messages, {args.bodies} signed bodies a round, "
           f"{args.bodies // MESSAGES_PER_SENDER} senders a round; state in {work}")
 
     processes = {}
     try:
-        processes["ours"] = start(command, ports["ours"], env, logs["ours"])
-        processes["bare"] = start(bare_command(command), ports["bare"], env, logs["bare"])
-        sanity_check(ports["ours"], ours=True)
-        sanity_check(ports["bare"], ours=False)
+        for name, (target_command, extra_env) in targets.items():
+            processes[name] = start(target_command, ports[name], {**env, **extra_env}, logs[name])
+            sanity_check(ports[name], checks_signature=name == "ours" or "signature" in extra_env.get("FLOOR_STEPS", ""))
         results: list[Round] = []
         for round_no in range(1, args.rounds + 1):
-            bodies = work / f"bodies-{round_no}.txt"
-            # Signed for the URL the bot sees: the wrk URL, on ours' port (the bare app ignores it).
-            write_bodies(bodies, f"http://127.0.0.1:{ports['ours']}/sms", messages, args.bodies, round_no)
-            # Alternate who goes first, so neither always gets the warmer machine.
-            order = ("bare", "ours") if round_no % 2 else ("ours", "bare")
+            # Signed for the URL each server sees: the one wrk hits (the bare app ignores it).
+            bodies = {name: work / f"bodies-{round_no}-{name.replace(':', '-')}.txt" for name in targets}
+            for name, path in bodies.items():
+                if name == "bare":
+                    continue
+                write_bodies(path, f"http://127.0.0.1:{ports[name]}/sms", messages, args.bodies, round_no)
+            bodies["bare"] = bodies["ours"]
+            # Rotate who goes first, so no one always gets the warmer machine.
+            names = list(targets)
+            shift = (round_no - 1) % len(names)
+            order = names[shift:] + names[:shift]
             for target in order:
-                result = as_round(target, round_no, run_wrk(ports[target], bodies, args))
+                result = as_round(target, round_no, run_wrk(ports[target], bodies[target], args))
                 results.append(result)
-                print(f"  round {round_no} {target:4}: {result.rps:8.1f} req/s  p50 {result.p50_ms:6.2f} ms"
+                print(f"  round {round_no} {target:5}: {result.rps:8.1f} req/s  p50 {result.p50_ms:6.2f} ms"
                       f"  p99 {result.p99_ms:6.2f} ms  non-2xx {result.non_2xx}  socket errors {result.socket_errors}")
     finally:
         for process in processes.values():
             stop(process)
 
-    totals = {name: summary([r for r in results if r.target == name]) for name in ("ours", "bare")}
+    totals = {name: summary([r for r in results if r.target == name]) for name in targets}
     ratio = totals["ours"]["rps"] / totals["bare"]["rps"]
     counts = log_counts(logs["ours"])
     print()
-    print(f"{'':5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'sock err':>8}")
-    for name in ("ours", "bare"):
-        t = totals[name]
-        print(f"{name:5} {t['rps']:9.1f} {t['p50_ms']:8.2f} {t['p99_ms']:8.2f} {t['non_2xx']:8d} {t['socket_errors']:8d}")
+    width = max(len(name) for name in targets)
+    print(f"{'':{width}} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'sock err':>8} {'/bare':>6}")
+    for name, t in totals.items():
+        print(f"{name:{width}} {t['rps']:9.1f} {t['p50_ms']:8.2f} {t['p99_ms']:8.2f} {t['non_2xx']:8d}"
+              f" {t['socket_errors']:8d} {t['rps'] / totals['bare']['rps']:6.2f}")
     print(f"ratio ours/bare: {ratio:.2f} (target >= 0.80)")
     print(f"bot log: {counts['event:reply']} replies, {counts['replayed']} replayed from the dedupe table, "
           f"{counts['event:signature_rejected']} signatures rejected; topics: "

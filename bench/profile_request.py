@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/profile_request.py            # time per request, ours and bare
     .venv/bin/python bench/profile_request.py --profile  # plus cProfile of ours, by own time
+    SORT=cumulative TOP=60 .venv/bin/python bench/profile_request.py --profile  # other orders, more rows
 
 Same signed, varied requests as bench/load.py (a MessageSid each, many senders), against a real
 SQLite file in a temp dir. The difference between the two per-request times is what the bot adds
@@ -108,7 +109,7 @@ def main() -> None:
     print(f"in-process, per request, wall: ours {ours_us[0]:.0f} us, bare {bare_us[0]:.0f} us; "
           f"CPU: ours {ours_us[1]:.0f} us, bare {bare_us[1]:.0f} us (the bot adds {ours_us[1] - bare_us[1]:.0f} us)")
     if profiler:
-        pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
+        pstats.Stats(profiler).sort_stats(os.environ.get("SORT","tottime")).print_stats(int(os.environ.get("TOP","30")))
 
 
 if __name__ == "__main__":
