@@ -45,7 +45,7 @@ def pseudo_word(rng: random.Random) -> str:
 
 def tables(understander: Understander) -> list[dict[tuple[str, ...], object]]:
     """Every phrase table: each language's topics and crisis words, and the commands."""
-    return [*understander.phrases.values(), *understander.crisis.values(), understander.control]
+    return [*understander.phrases.values(), *understander.crisis.values(), understander.control]  # type: ignore[list-item]
 
 
 def phrase_count(understander: Understander) -> int:

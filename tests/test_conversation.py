@@ -205,6 +205,20 @@ def test_opt_out_phrases_as_whole_messages(conversation):
         assert answer.topic == "stop" and state.opted_out, text
 
 
+@pytest.mark.parametrize("text", ["No", "no thanks", "No gracias", "no no", "NO!", "no more", "No más",
+                                  "ok no", "nope", "no, not yet"])
+def test_a_plain_no_never_opts_out(conversation, text):
+    # "ya no quiero mensajes" less its filler is "no": that alone must not unsubscribe anyone.
+    answer, state = reply(conversation, text)
+    assert answer.topic != "stop" and not state.opted_out
+
+
+def test_a_command_of_everyday_words_still_works_with_filler_around_it(conversation):
+    for text in ["ya no quiero mensajes por favor", "no more messages please", "the end", "ok no more texts"]:
+        answer, state = reply(conversation, text)
+        assert answer.topic == "stop" and state.opted_out, text
+
+
 def test_fear_of_dying_is_not_a_crisis_but_a_wish_to_die_is(conversation):
     for text in ["I don't want to die", "im scared to die", "tengo miedo de morir"]:
         assert reply(conversation, text)[0].topic != "crisis", text

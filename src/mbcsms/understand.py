@@ -190,14 +190,19 @@ class Understander:
         self.crisis = {lang: PhraseTable() for lang in self.languages}
         self.crisis_words: dict[str, dict[str, _Keyword]] = {lang: {} for lang in self.languages}
         self.phrases = {lang: PhraseTable() for lang in self.languages}
-        self.control: dict[tuple[str, ...], _Keyword] = {}
+        # Commands by their words less filler; each with the words a message must also contain
+        # (none, unless what is left is only everyday words: see _add_command).
+        self.control: dict[tuple[str, ...], list[tuple[frozenset[str], _Keyword]]] = {}
         self.filler: set[str] = set()
+        self.common: set[str] = set()
         # Non-ASCII letters each language's own words use: a hint when the words don't tell.
         self.letters: dict[str, set[str]] = defaultdict(set)
 
         for lang in self.languages:
             for word in catalog.words("filler", lang):
                 self.filler.update(tokenize(word))
+            for word in catalog.words("common", lang):
+                self.common.update(tokenize(word))
 
         for order, topic in enumerate(catalog.source.topics):
             for lang in self.languages:
@@ -222,8 +227,7 @@ class Understander:
                     elif topic.kind == "crisis":
                         self.crisis[lang].setdefault(stems, entry)
                     elif topic.kind == "control":
-                        # Matched against the message less its filler, so compare likewise.
-                        self._add(self.control, self._without_filler(phrase), entry)
+                        self._add_command(phrase, entry)
                         if topic.inside and len(phrase) >= topic.inside:
                             self._add(self.phrases[lang], stems, entry)
                     else:
@@ -248,6 +252,21 @@ class Understander:
     def _add(table: dict[tuple[str, ...], _Keyword], phrase: tuple[str, ...], entry: _Keyword) -> None:
         # The first topic to claim a phrase keeps it; `mbcsms translations check` reports the clash.
         table.setdefault(phrase, entry)
+
+    def _add_command(self, phrase: tuple[str, ...], entry: _Keyword) -> None:
+        """Commands are matched against the message less its filler ("stop please"), so they are
+        filed likewise. But when what is left is only everyday words, it cannot stand for the
+        command alone: "ya no quiero mensajes" less its filler is "no", and a patient's "No"
+        or "no thanks" must not unsubscribe them. Such a command also needs all its own words
+        in the message."""
+        core = self._without_filler(phrase)
+        needs = frozenset(phrase) if all(word in self.common for word in core) else frozenset()
+        self.control.setdefault(core, []).append((needs, entry))
+
+    def _command(self, core: tuple[str, ...], typed: list[str]) -> _Keyword | None:
+        # The first command filed under these words wins; `translations check` reports clashes.
+        present = set(typed)
+        return next((entry for needs, entry in self.control.get(core, ()) if needs <= present), None)
 
     def _without_filler(self, words: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(word for word in words if word not in self.filler) or words
@@ -324,7 +343,7 @@ class Understander:
         # "pasta" -> basta) or opt someone back in ("altp" -> alta) against their will.
         bare = self._without_filler(tuple(tokens))
         command = tuple(word for i, word in enumerate(bare) if i == 0 or word != bare[i - 1])  # "STOP STOP"
-        control = self.control.get(command)
+        control = self._command(command, tokens)
         if control is not None:
             return Understanding(CONTROL, control.topic, lang or control.lang, control.lang)
         if len(command) == 1 and command[0].isdigit():
