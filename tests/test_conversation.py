@@ -176,6 +176,45 @@ def test_rate_limit_then_one_notice_then_silence_until_the_window_passes(catalog
     assert conversation.reply_to("HER2", state, NOW + 61)[0].topic == "her2"
 
 
+def sent_in_a_flood(conversation: Conversation, texts: list[str]) -> tuple[int, SenderState]:
+    state, sent = SenderState(), 0
+    for second, text in enumerate(texts):
+        answer, state = conversation.reply_to(text, state, NOW + second / 10)
+        sent += answer.body is not None
+    return sent, state
+
+
+@pytest.mark.parametrize("flood", [
+    ["START"] * 30,
+    ["START" if i % 5 == 0 else "HER2" for i in range(30)],  # START used to reset the count
+    ["PARAR", "ALTA"] * 15,
+    ["STOP", "START"] * 15,
+    ["PARAR"] * 30,
+])
+def test_opt_out_and_opt_in_words_do_not_get_past_the_rate_limit(catalog, flood):
+    conversation = Conversation(catalog, RateLimit(replies=3, window_seconds=60))
+    sent, _ = sent_in_a_flood(conversation, flood)
+    assert sent <= 3 + 1  # the limit, and one notice
+
+
+def test_past_the_limit_an_opt_out_and_an_opt_in_still_take_effect(catalog):
+    conversation = Conversation(catalog, RateLimit(replies=2, window_seconds=60))
+    _, state = sent_in_a_flood(conversation, ["HER2"] * 5)
+    answer, state = conversation.reply_to("PARAR", state, NOW + 10)
+    assert answer.body is None and state.opted_out  # no notice to someone who just opted out
+    answer, state = conversation.reply_to("ALTA", state, NOW + 11)
+    assert answer.body is None and not state.opted_out
+    assert conversation.reply_to("HER2", state, NOW + 61)[0].topic == "her2"
+
+
+def test_a_spanish_opt_out_is_confirmed_once(conversation):
+    first, state = reply(conversation, "PARAR")
+    assert first.body is not None and state.opted_out
+    for text in ["PARAR", "baja", "Alto!", "cancelar por favor"]:
+        again, state = reply(conversation, text, state)
+        assert again.topic == "stop" and again.body is None and state.opted_out, text
+
+
 def test_empty_and_punctuation_only_messages_get_the_menu(conversation):
     for text in ["", "   ", "???", "🙂"]:
         assert reply(conversation, text)[0].topic == "menu"

@@ -75,12 +75,14 @@ def test_retried_message_gets_the_same_reply_and_changes_nothing_twice(tmp_path)
     assert one_message(post_signed(client, "HER2", sid=sid)) == first  # not counted again
     assert one_message(post_signed(client, "HER2")) == first  # the 2nd reply of the window
     assert "many messages" in one_message(post_signed(client, "HER2"))
-    # A retried STOP after START must not opt the sender out again.
+    # A retried STOP after START must not opt the sender out again (another sender: this one
+    # is past its rate limit).
+    other = "+15550100002"
     stop_sid = new_sid()
-    assert messages(post_signed(client, "STOP", sid=stop_sid)) == []
-    assert "Welcome" in one_message(post_signed(client, "START"))
-    assert messages(post_signed(client, "STOP", sid=stop_sid)) == []
-    assert messages(post_signed(client, "HER2")) != []
+    assert messages(post_signed(client, "STOP", sender=other, sid=stop_sid)) == []
+    assert "Welcome" in one_message(post_signed(client, "START", sender=other))
+    assert messages(post_signed(client, "STOP", sender=other, sid=stop_sid)) == []
+    assert messages(post_signed(client, "HER2", sender=other)) != []
 
 
 def test_rate_limit_through_the_webhook(tmp_path):

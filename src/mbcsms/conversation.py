@@ -90,14 +90,18 @@ class Conversation:
         if understanding.kind == CRISIS:
             return self.render("crisis", lang), state
 
-        # Opting out and back in take effect at once and are never rate limited.
+        # Opting out and back in take effect at once, whatever the rate limit; only what we
+        # say about it is limited, or alternating STOP and START would get past the limit.
         if understanding.kind == CONTROL and topic == "stop":
             stop_lang = understanding.keyword_lang or lang
-            silent = stop_lang == SILENT_OPT_OUT_LANGUAGE
-            return self.render("stop", stop_lang, sent=not silent), replace(state, opted_out=True)
+            # One confirmation: a repeated stop word, or an English one (Twilio confirms those
+            # itself), gets none.
+            silent = stop_lang == SILENT_OPT_OUT_LANGUAGE or state.opted_out
+            reply, state = self.render("stop", stop_lang, sent=not silent), replace(state, opted_out=True)
+            return (reply, state) if silent else self._within_rate_limit(reply, state, now, notice=False)
         if understanding.kind == CONTROL and topic == "start":
-            state = replace(state, opted_out=False, last_menu=lang, window_count=0, window_noticed=False)
-            return self.render("start", lang), state
+            state = replace(state, opted_out=False, last_menu=lang)
+            return self._within_rate_limit(self.render("start", lang), state, now)
         if state.opted_out:
             return self.render(OPTED_OUT, lang, sent=False), state
 
@@ -120,14 +124,15 @@ class Conversation:
         return self._within_rate_limit(reply, state, now)
 
     def _within_rate_limit(
-        self, reply: Reply, state: SenderState, now: float
+        self, reply: Reply, state: SenderState, now: float, notice: bool = True
     ) -> tuple[Reply, SenderState]:
-        """Past the limit: one notice with the helpline, then silence until the window passes."""
+        """Past the limit: one notice with the helpline (unless ``notice`` is False: not to
+        someone who just opted out), then silence until the window passes."""
         limit = self.rate_limit
         if now - state.window_start >= limit.window_seconds or now < state.window_start:
             state = replace(state, window_start=now, window_count=0, window_noticed=False)
         if state.window_count < limit.replies:
             return reply, replace(state, window_count=state.window_count + 1)
-        if not state.window_noticed:
+        if notice and not state.window_noticed:
             return self.render(RATE_LIMIT, reply.lang), replace(state, window_noticed=True)
         return self.render(RATE_LIMITED, reply.lang, sent=False), state
