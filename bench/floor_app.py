@@ -98,7 +98,7 @@ def sms() -> Response:
         if not hmac.compare_digest(computed.encode(), request.headers.get("X-Twilio-Signature", "").encode()):
             return Response("Forbidden\n", status=403)
         sender = sender_key(secret, form.get("From", ""))
-        message = message_key(secret, form.get("MessageSid", ""))
+        message = message_key(secret, form.get("MessageSid", ""), sender, form.get("Body", ""))
     if understander is not None:
         topic = understander.understand(form.get("Body", "")).topic or "none"
     if database is not None:

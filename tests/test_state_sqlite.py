@@ -85,6 +85,18 @@ def test_retried_message_gets_the_same_reply_and_changes_nothing_twice(tmp_path)
     assert messages(post_signed(client, "HER2", sender=other)) != []
 
 
+def test_a_reused_message_sid_is_a_retry_only_from_the_same_sender_with_the_same_body(send):
+    # Twilio never reuses a MessageSid; a client that does must not lose a STOP to the dedupe.
+    assert one_message(send("hello", sender="+15550700001", sid="SMfixed"))
+    assert messages(send("STOP", sender="+15550700002", sid="SMfixed")) == []
+    assert messages(send("what is her2", sender="+15550700002")) == []  # B's STOP was recorded
+    assert messages(send("STOP", sender="+15550700001", sid="SMfixed")) == []
+    assert messages(send("what is her2", sender="+15550700001")) == []  # and so was A's
+    # The same sid, sender and body is a retry: the same reply again, nothing counted twice.
+    first = one_message(send("what is her2", sender="+15550700003", sid="SMretry"))
+    assert one_message(send("what is her2", sender="+15550700003", sid="SMretry")) == first
+
+
 def test_rate_limit_through_the_webhook(tmp_path):
     client = create_app(app_env(tmp_path, MBCSMS_RATE_LIMIT="3")).test_client()
     bodies = [messages(post_signed(client, "HER2")) for _ in range(6)]

@@ -43,7 +43,9 @@ class Bot:
             self._log(reply, "anonymous", started)
             return reply
         sender = sender_key(self.secret, inbound.sender)
-        message = message_key(self.secret, inbound.message_sid) if inbound.message_sid else None
+        message = (
+            message_key(self.secret, inbound.message_sid, sender, inbound.body) if inbound.message_sid else None
+        )
         fresh: list[Reply] = []
 
         # Understood before the store's lock is taken: that lock is shared by every worker.

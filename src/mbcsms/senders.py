@@ -29,5 +29,8 @@ def sender_key(secret: str, address: str) -> str:
     return keyed_hash(secret, normalise_address(address), "sender")
 
 
-def message_key(secret: str, message_sid: str) -> str:
-    return keyed_hash(secret, message_sid, "message")
+def message_key(secret: str, message_sid: str, sender: str, body: str) -> str:
+    """What makes a message a retry of one already answered: Twilio retries with the same
+    MessageSid, sender and body. A reused or made-up sid with another sender or another body
+    is a new message, never a replay of someone else's reply (nor a STOP lost as a "retry")."""
+    return keyed_hash(secret, f"{message_sid}\0{sender}\0{body}", "message")
