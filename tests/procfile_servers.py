@@ -97,9 +97,9 @@ def wait_until_up(server: Server, within: float = 30.0) -> None:
     raise AssertionError(f"server did not come up:\n{server.output()}")
 
 
-def send(server: Server, body: str, sender: str = SMS_SENDER) -> str:
+def send(server: Server, body: str, sender: str = SMS_SENDER, path: str = "/sms") -> str:
     """POST /sms exactly as Twilio would, signed over the URL actually called; the TwiML back."""
-    url = server.url + "/sms"
+    url = server.url + path
     form = {"From": sender, "To": "+15550009999", "Body": body, "MessageSid": new_sid(),
             "AccountSid": "AC" + "0" * 32}
     request = urllib.request.Request(

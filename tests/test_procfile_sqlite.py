@@ -37,6 +37,8 @@ def test_conversation_state_through_the_procfile_server_and_a_restart(tmp_path: 
         wait_until_up(restarted)
         assert is_silent(send(restarted, "HER2", english))  # the opt-out outlived the server
         assert "HER2 positivo" in send(restarted, "kadcyla", spanish)  # and so did the language
+        # A webhook URL with escapes in its query is checked as Twilio signed it, byte for byte.
+        assert "HER2 positivo" in send(restarted, "HER2", spanish, path="/sms?next=%2Fa&x=%C3%A9")
     finally:
         stop(restarted)
 

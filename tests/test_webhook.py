@@ -53,6 +53,18 @@ def test_signature_for_another_url_is_forbidden(client):
     assert response.status_code == 403
 
 
+@pytest.mark.parametrize("query", ["next=%2F", "a=1&b=%C3%A9", "next=https%3A%2F%2Fx", "a=%7E", "a=%20b+c"])
+def test_a_webhook_url_with_escapes_in_its_query_is_checked_as_signed(client, query):
+    # Twilio signs the URL exactly as configured; request.url would decode "%2F" to "/".
+    form = {"From": "+15550100001", "Body": "HER2", "MessageSid": new_sid()}
+    headers = {"X-Twilio-Signature": sign(f"{PUBLIC_URL}?{query}", form), "X-Forwarded-Proto": "https"}
+    response = client.post(f"/sms?{query}", data=form, base_url="http://bot.example.org", headers=headers)
+    assert response.status_code == 200 and b"HER2" in response.data
+    # ...and the query is signed too: another one is refused.
+    response = client.post("/sms?next=%2Fevil", data=form, base_url="http://bot.example.org", headers=headers)
+    assert response.status_code == 403
+
+
 def test_without_trusted_proxy_the_https_signature_does_not_match(tmp_path):
     client = create_app(app_env(tmp_path, MBCSMS_PROXY_HOPS="0")).test_client()
     assert post_signed(client, "HER2").status_code == 403

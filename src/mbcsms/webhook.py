@@ -35,8 +35,7 @@ def signature_is_valid(validator: RequestValidator | None) -> bool:
     if not signature:
         return False
     algorithm = get_signature_algorithm(request.headers.get("X-Twilio-Webhooks-Signature-Settings"))
-    # request.url is the URL Twilio called: ProxyFix restores scheme and host behind the router.
-    url, form = request.url, request.form
+    url, form = called_url(), request.form
     # validate() always computes two HMACs, for the URL with and without its port. The URL as
     # it came (which is one of those two) is almost always the one Twilio signed: when it
     # matches, validate() would say True too, for half the work. Otherwise ask validate().
@@ -48,6 +47,19 @@ def signature_is_valid(validator: RequestValidator | None) -> bool:
     except ValueError:  # an unknown algorithm: validate() refuses it (and logs why)
         pass
     return validator.validate(url, form, signature, algorithm)
+
+
+def called_url() -> str:
+    """The URL Twilio called, as configured in the console: Twilio signs it byte for byte.
+
+    ProxyFix restores scheme and host behind the router. The path and query are taken as they
+    came (gunicorn's RAW_URI, Werkzeug's REQUEST_URI), because ``request.url`` decodes
+    percent-escapes in the query ("?next=%2F" becomes "?next=/") and would fail a true signature.
+    """
+    raw = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI")
+    if isinstance(raw, str) and raw.startswith("/"):
+        return f"{request.scheme}://{request.host}{raw}"
+    return request.url
 
 
 @lru_cache(maxsize=1024)
