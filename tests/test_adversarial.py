@@ -6,8 +6,10 @@ workers on one SQLite file, forged signatures, and a scan of everything logged f
 
 from __future__ import annotations
 
+import json
 import random
 import re
+import socket
 import time
 import urllib.error
 import urllib.parse
@@ -349,6 +351,31 @@ def test_gunicorn_workers_on_one_sqlite_file_record_every_opt_out(gunicorn: tupl
         status, body = _send(url, {"From": sender, "Body": "what is her2", "MessageSid": new_sid()})
         assert status == 200
         assert list(ET.fromstring(body)) == [], (sender, body)
+
+
+def test_crafted_paths_cannot_break_or_forge_access_log_lines(gunicorn: tuple[str, Path]) -> None:
+    url, log = gunicorn
+    base = url.rsplit("/", 1)[0]
+    host, port = base.split("//")[1].split(":")
+    forged = '{"event": "forged", "status": 200}'
+    paths = ["/%22x%5C", "/a%0A" + urllib.parse.quote(forged), "/sms/+15550123499", "/%E2%80%A8%0D"]
+    for path in paths:
+        with socket.create_connection((host, int(port)), timeout=10) as connection:
+            connection.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+            assert connection.recv(100).startswith(b"HTTP/1.1 404")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
+        access = [json.loads(line) for line in lines if line.startswith("{") and '"event": "http"' in line]
+        if sum(entry["status"] == 404 for entry in access) >= len(paths):
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("gunicorn did not log the 404s")
+    for line in lines:
+        if line.startswith("{"):
+            assert json.loads(line)["event"] != "forged", line  # every JSON line parses; none forged
+    assert "15550123499" not in "\n".join(lines)
 
 
 # -- nothing logged names a sender ------------------------------------------------------------

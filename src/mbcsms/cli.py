@@ -116,8 +116,10 @@ def serve(dev: bool, port: int | None) -> None:
     os.execv(sys.executable, [sys.executable, "-m", "gunicorn", *gunicorn_arguments(port)])
 
 
-# The access log says what happened, never who: method, path (no query string), status, latency.
-ACCESS_LOG_FORMAT = '{"event": "http", "method": "%(m)s", "path": "%(U)s", "status": %(s)s, "latency_ms": %(M)s}'
+# The access log says what happened, never who: method, status, latency. Not the path: gunicorn
+# writes it unescaped, so a stranger's "/%22" or "/%0A{...}" would break the JSON line or forge
+# another, and a path can carry whatever they type (a phone number). The app logs its own events.
+ACCESS_LOG_FORMAT = '{"event": "http", "method": "%(m)s", "status": %(s)s, "latency_ms": %(M)s}'
 WSGI_APP = "mbcsms.cli:wsgi_app()"
 
 
