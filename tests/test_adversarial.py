@@ -287,6 +287,19 @@ def test_forged_signature_is_forbidden_and_changes_nothing(client: FlaskClient, 
 
 # -- a flood from one sender ------------------------------------------------------------------
 
+def test_a_stranger_text_in_the_signature_settings_is_refused_and_never_logged(
+        client: FlaskClient, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
+    form = {"From": NUMBERS[90], "Body": "what is her2", "MessageSid": new_sid()}
+    headers = {"X-Twilio-Signature": sign(PUBLIC_URL, form), "X-Forwarded-Proto": "https",
+               "X-Twilio-Webhooks-Signature-Settings": f"algorithm={NUMBERS[91]}"}
+    response = client.post("/sms", data=form, base_url="http://bot.example.org", headers=headers)
+    assert response.status_code == 403 and b"<Message" not in response.data
+    captured = capsys.readouterr()
+    logged = captured.out + captured.err + caplog.text
+    assert "signature_rejected" in logged and NUMBERS[91][2:] not in logged
+    log_scan.collect("signature settings test", logged)
+
+
 def test_flood_from_one_sender_stays_inside_the_rate_limit(client: FlaskClient) -> None:
     sender = FORMATS[3](NUMBERS[10])  # whatsapp:+1...
     replies = [twiml_messages(post_signed(client, "what is her2", sender=sender)) for _ in range(22)]
