@@ -38,17 +38,19 @@ def signature_is_valid(validator: RequestValidator | None) -> bool:
     url, form = called_url(), request.form
     # validate() always computes two HMACs, for the URL with and without its port. The URL as
     # it came (which is one of those two) is almost always the one Twilio signed: when it
-    # matches, validate() would say True too, for half the work. Otherwise ask validate().
+    # matches, validate() would say True too, for half the work. Otherwise ask validate(), for
+    # the URL as it came and as Werkzeug decodes it (a URL typed with "é" in the console).
     try:
         computed = validator.compute_signature(url, form, algorithm)
-        # As bytes: compare_digest refuses str with non-ASCII, which a forged header may carry.
-        if hmac.compare_digest(computed.encode(), signature.encode()):
-            return True
     except ValueError:
         # An algorithm Twilio's library does not know: refused here, since validate() would
         # log the header's text, which anyone can write (a phone number, say).
         return False
-    return validator.validate(url, form, signature, algorithm)
+    # As bytes: compare_digest refuses str with non-ASCII, which a forged header may carry.
+    if hmac.compare_digest(computed.encode(), signature.encode()):
+        return True
+    candidates = dict.fromkeys((url, request.url))  # both, or one when they are the same
+    return any(validator.validate(each, form, signature, algorithm) for each in candidates)
 
 
 def called_url() -> str:
