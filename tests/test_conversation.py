@@ -114,10 +114,13 @@ def test_spanish_opt_out_words_are_confirmed_in_spanish(conversation, word):
     assert "ALTA" in answer.body  # how to come back
 
 
-def test_polite_english_opt_out_is_silent_too(conversation):
-    for text in ["stop please", "STOP!!!", "please unsubscribe me", "opt out"]:
+def test_an_opt_out_twilio_does_not_block_is_confirmed(conversation):
+    # Twilio blocks and confirms only a message that is one of its words alone ("STOP PLEASE"
+    # is not): for anything else, the confirmation is ours to send.
+    for text in ["stop please", "STOP!!!", "please unsubscribe me", "opt out", "please stop texting me"]:
         answer, state = reply(conversation, text)
-        assert (answer.topic, answer.body) == ("stop", None) and state.opted_out, text
+        assert answer.topic == "stop" and answer.lang == "en" and state.opted_out, text
+        assert "START" in answer.body, text  # how to come back
 
 
 def test_opted_out_sender_gets_nothing_until_opt_in(conversation):
@@ -252,8 +255,43 @@ def test_a_plain_no_never_opts_out(conversation, text):
     assert answer.topic != "stop" and not state.opted_out
 
 
+@pytest.mark.parametrize("text", ["the end?", "i want to quit", "i quit", "quiero parar", "stop me", "me baja",
+                                  "ya basta", "i want to cancel", "de baja", "cancelar todo"])
+def test_everyday_words_around_a_command_word_do_not_make_an_opt_out(conversation, text):
+    answer, state = reply(conversation, text)
+    assert answer.topic != "stop" and not state.opted_out
+
+
+@pytest.mark.parametrize("text", ["please dont text me again", "no quiero recibir mensajes", "cancelar mi suscripcion",
+                                  "unsubcribe", "stop all", "opt me out", "me quiero dar de baja"])
+def test_natural_opt_outs(conversation, text):
+    answer, state = reply(conversation, text)
+    assert answer.topic == "stop" and state.opted_out and answer.body is not None
+
+
+@pytest.mark.parametrize("text", ["end me", "just end me", "kill me now", "i just want it to end",
+                                  "quiero parar de vivir", "quiero que todo termine"])
+def test_a_wish_to_end_is_a_crisis_not_an_opt_out(conversation, text):
+    answer, state = reply(conversation, text)
+    assert answer.topic == "crisis" and not state.opted_out
+
+
+@pytest.mark.parametrize("text", ["my doctor speaks spanish", "how do you say metastatic in spanish",
+                                  "mi doctor solo habla en ingles", "la informacion esta en ingles"])
+def test_mentioning_a_language_is_not_a_switch(conversation, text):
+    answer, state = reply(conversation, text)
+    assert answer.topic != "language" and state.lang is None
+
+
+@pytest.mark.parametrize(("text", "lang"), [("can you answer in spanish", "es"), ("puedes escribirme en ingles", "en"),
+                                            ("quiero español", "es"), ("do you speak english?", "en")])
+def test_asking_for_a_language_is_a_switch(conversation, text, lang):
+    answer, state = reply(conversation, text)
+    assert answer.topic == "language" and state.lang == lang
+
+
 def test_a_command_of_everyday_words_still_works_with_filler_around_it(conversation):
-    for text in ["ya no quiero mensajes por favor", "no more messages please", "the end", "ok no more texts"]:
+    for text in ["ya no quiero mensajes por favor", "no more messages please", "end", "ok no more texts"]:
         answer, state = reply(conversation, text)
         assert answer.topic == "stop" and state.opted_out, text
 

@@ -13,10 +13,11 @@ from .catalog import SOURCE_LANGUAGE, Catalog
 from .sms import count_segments
 from .understand import CONTROL, CRISIS, EMPTY, NUMBER, TOPIC, Understander, Understanding
 
-# Twilio blocks the sender and confirms by itself on its (English) opt-out words, and a reply to
-# them would fail (error 21610): those are answered with an empty <Response/>. Twilio does not
-# know the other languages' words, so those get one short confirmation in that language.
-SILENT_OPT_OUT_LANGUAGE = SOURCE_LANGUAGE
+# Twilio blocks the sender and confirms by itself when the whole message is one of its opt-out
+# words, and a reply to it would fail (error 21610): that gets an empty <Response/>. Any other
+# opt-out ("stop please", "please stop texting me", PARAR) is ours alone: Twilio neither blocks
+# nor confirms it, so it gets one short confirmation in its language.
+TWILIO_OPT_OUT_WORDS = frozenset({"stop", "stopall", "unsubscribe", "cancel", "end", "quit", "revoke", "optout"})
 
 # Topics of replies that are not a topic a patient asked for.
 OPTED_OUT = "opted_out"
@@ -94,9 +95,8 @@ class Conversation:
         # say about it is limited, or alternating STOP and START would get past the limit.
         if understanding.kind == CONTROL and topic == "stop":
             stop_lang = understanding.keyword_lang or lang
-            # One confirmation: a repeated stop word, or an English one (Twilio confirms those
-            # itself), gets none.
-            silent = stop_lang == SILENT_OPT_OUT_LANGUAGE or state.opted_out
+            # One confirmation: a repeated stop word, or one Twilio confirms itself, gets none.
+            silent = understanding.word in TWILIO_OPT_OUT_WORDS or state.opted_out
             reply, state = self.render("stop", stop_lang, sent=not silent), replace(state, opted_out=True)
             return (reply, state) if silent else self._within_rate_limit(reply, state, now, notice=False)
         if understanding.kind == CONTROL and topic == "start":

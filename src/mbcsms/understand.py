@@ -143,6 +143,7 @@ class Understanding:
     lang: str | None = None
     keyword_lang: str | None = None  # the language whose keyword matched (a switch's target)
     number: int | None = None
+    word: str | None = None  # the whole message, when it is one word exactly as typed ("STOP")
 
 
 @dataclass(frozen=True)
@@ -345,7 +346,9 @@ class Understander:
         command = tuple(word for i, word in enumerate(bare) if i == 0 or word != bare[i - 1])  # "STOP STOP"
         control = self._command(command, tokens)
         if control is not None:
-            return Understanding(CONTROL, control.topic, lang or control.lang, control.lang)
+            typed = text.strip().casefold()
+            word = typed if tokens == [typed] else None
+            return Understanding(CONTROL, control.topic, lang or control.lang, control.lang, word=word)
         if len(command) == 1 and command[0].isdigit():
             return Understanding(NUMBER, None, lang, number=int(command[0]))
 
