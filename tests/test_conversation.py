@@ -333,6 +333,9 @@ def test_acknowledgements_around_an_opt_out_still_opt_out_and_si_does_not_opt_in
 
 
 CLEAR_CRISES = [
+    "i have my pills lined up", "everyone would be better without me", "i want to sleep and not wake up",
+    "my husband locked himself in the bathroom with his pills", "ya no puedo mas", "soy una carga para mi familia",
+    "one side of her face is droopy", "i cant feel my legs", "i passed out", "necesito una ambulancia",
     "my husband says he wants to kill himself", "I wish I was dead", "thinking of ending it",
     "how many of my oxycodone would be lethal", "life isn't worth living anymore",
     "i took a whole bottle of my sleeping pills", "my wife took way too many of her pain pills and I can't wake her",
@@ -349,6 +352,23 @@ EVERYDAY_NOT_CRISIS = [
     "I want to die at home, not in a hospital. How does hospice work?", "Es una lástima que no haya cura",
     "Casi me desmayo cuando me dieron la noticia", "mi jefe me va a matar si falto otra vez",
 ]
+
+
+@pytest.mark.parametrize("text", [
+    "i have a fever of 101 and im on chemo", "my mom's fever is 104", "fever and chills on chemo",
+    "tengo fiebre de 39 y estoy en quimio", "mi mama tiene fiebre y le dieron quimio ayer", "tengo fever and im on chemo",
+])
+def test_a_fever_during_chemo_is_a_crisis(conversation, text):
+    # A crisis keyword of parts that may stand anywhere: "fever + chemo".
+    assert reply(conversation, text)[0].topic == "crisis"
+
+
+@pytest.mark.parametrize("text", [
+    "can chemo cause fever", "what should i do if i get a fever on chemo", "la quimio puede causar fiebre",
+    "que hago si tengo fiebre con la quimio", "what temperature counts as a fever on chemo", "is 99 a fever",
+])
+def test_a_question_about_fever_is_not_a_crisis(conversation, text):
+    assert reply(conversation, text)[0].topic != "crisis"
 
 
 @pytest.mark.parametrize("text", CLEAR_CRISES)

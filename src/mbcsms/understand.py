@@ -77,6 +77,10 @@ def stemmer_for(lang: str) -> Callable[[str], str]:
     return stem
 
 
+# Joins the parts of a crisis keyword that may stand anywhere in a message: "fever + chemo".
+TOGETHER = " + "
+
+
 def keyword_key(phrase: tuple[str, ...], stem: Callable[[str], str], kind: str) -> tuple[str, ...]:
     """What a keyword is matched by: commands as typed, everything else by word stems. Two
     keywords with the same key are the same keyword to the bot."""
@@ -190,6 +194,10 @@ class Understander:
         self.known_stems: dict[str, set[str]] = {lang: set() for lang in self.languages}
         self.crisis = {lang: PhraseTable() for lang in self.languages}
         self.crisis_words: dict[str, dict[str, _Keyword]] = {lang: {} for lang in self.languages}
+        # Crisis keywords of parts that may stand anywhere in the message ("fever + chemo").
+        self.crisis_together: dict[str, list[tuple[tuple[tuple[str, ...], ...], _Keyword]]] = {
+            lang: [] for lang in self.languages}
+        self.together_firsts: dict[str, set[str]] = {lang: set() for lang in self.languages}
         self.phrases = {lang: PhraseTable() for lang in self.languages}
         # Commands by their words less filler; each with the words a message must also contain
         # (none, unless what is left is only everyday words: see _add_command).
@@ -221,7 +229,13 @@ class Understander:
                         self.vocabulary[word].add(lang)
                         self.keyword_words.add(word)
                     self.known_stems[lang].update(stems)
-                    if topic.kind == "crisis" and len(phrase) == 1:
+                    if topic.kind == "crisis" and TOGETHER in keyword:
+                        parts = tuple(keyword_key(tuple(tokenize(part)), stem, "content")
+                                      for part in keyword.split(TOGETHER))
+                        parts = tuple(part for part in parts if part)
+                        self.crisis_together[lang].append((parts, entry))
+                        self.together_firsts[lang].update(part[0] for part in parts)
+                    elif topic.kind == "crisis" and len(phrase) == 1:
                         # One word matches as typed (after typo correction): stems of single
                         # words reach too far ("matarme" and "matan", "lastimarme" and "lástima").
                         self.crisis_words[lang].setdefault(phrase[0], entry)
@@ -243,6 +257,8 @@ class Understander:
                     # setdefault: a phrase that is also a crisis keyword stays a crisis.
                     key = keyword_key(words, stem, NOT_CRISIS)
                     self.crisis[lang].setdefault(key, _Keyword(NOT_CRISIS, lang, 0.0, -1))
+                    for word in words:  # known as typed, never "corrected" out of the phrase
+                        self.vocabulary[word].add(lang)
             for name in ("common", "filler"):
                 for word in catalog.words(name, lang):
                     for token in tokenize(word):
@@ -394,8 +410,9 @@ class Understander:
         single word as typed (or corrected without changing its first letter: "sucide" is
         suicide, but "painted" is not fainted), except where a calm phrase holds the words."""
         stem = self.stemmers[code]
+        stems = [stem(word) for word in words]
         calm: set[int] = set()
-        for keyword, length, position in self._scan([stem(word) for word in words], self.crisis[code]):
+        for keyword, length, position in self._scan(stems, self.crisis[code]):
             if keyword.topic != NOT_CRISIS:
                 return keyword
             calm.update(range(position, position + length))
@@ -403,7 +420,22 @@ class Understander:
         for position, (word, as_typed) in enumerate(zip(words, typed)):
             if word in single and position not in calm and (word == as_typed or word[0] == as_typed[:1]):
                 return single[word]
+        together = self.crisis_together[code]
+        # Most messages hold no first word of any part rule: one set lookup a word, then done.
+        if together and not self.together_firsts[code].isdisjoint(stems):
+            # Where each stem stands, outside calm phrases ("if I get a fever" is a question).
+            where: dict[str, list[int]] = defaultdict(list)
+            for position, word in enumerate(stems):
+                if position not in calm:
+                    where[word].append(position)
+            for parts, keyword in together:
+                if all(self._stands(part, stems, where) for part in parts):
+                    return keyword
         return None
+
+    @staticmethod
+    def _stands(part: tuple[str, ...], stems: list[str], where: dict[str, list[int]]) -> bool:
+        return any(tuple(stems[start : start + len(part)]) == part for start in where.get(part[0], ()))
 
     @staticmethod
     def _scan(words: list[str], table: PhraseTable) -> list[tuple[_Keyword, int, int]]:
