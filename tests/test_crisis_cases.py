@@ -1,8 +1,9 @@
-"""Crisis recall and false alarms on 1,232 patient-style messages (tests/data/crisis_cases.jsonl).
+"""Crisis recall and false alarms on 1,532 patient-style messages (tests/data/crisis_cases.jsonl).
 
-Two sets written by helpers from the rules alone: ``redteam`` (585 crises, 297 ordinary messages
-with alarming words) and ``heldout`` (200 and 150, written without seeing the keyword lists;
-measured before its misses were added). Both were then used to add phrases, so they are
+Three sets written by helpers from the rules alone: ``redteam`` (585 crises, 297 ordinary
+messages with alarming words), ``heldout`` (200 and 150) and ``heldout2`` (180 and 120, crises
+of every kind), the last two written without seeing the keyword lists and measured before their
+misses were added (55.5% and 65.6% recall then). All were then used to add phrases, so they are
 regression cases now. Missing a crisis is far worse than an extra 911/988, so the bar for
 recall is high and false alarms are only kept in check.
 """
@@ -27,11 +28,11 @@ def is_crisis(conversation: Conversation, text: str) -> bool:
     return conversation.reply_to(text, SenderState(), NOW)[0].topic == "crisis"
 
 
-@pytest.mark.parametrize("kind", ["suicide", "medical"])
+@pytest.mark.parametrize("kind", ["suicide", "medical", "mixed"])
 def test_crises_are_caught(conversation: Conversation, kind: str) -> None:
     cases = [case["text"] for case in CASES if case["crisis"] and case["kind"] == kind]
     missed = [text for text in cases if not is_crisis(conversation, text)]
-    assert len(cases) > 250
+    assert len(cases) >= 150
     assert 1 - len(missed) / len(cases) >= MIN_RECALL, missed
 
 
