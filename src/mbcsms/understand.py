@@ -408,7 +408,8 @@ class Understander:
     def _crisis(self, code: str, words: list[str], typed: list[str]) -> _Keyword | None:
         """The first crisis keyword of ``words`` in one language: a phrase by stems, or a
         single word as typed (or corrected without changing its first letter: "sucide" is
-        suicide, but "painted" is not fainted), except where a calm phrase holds the words."""
+        suicide, but "painted" is not fainted), or parts that stand anywhere ("fever + chemo"),
+        except where a calm phrase holds the words."""
         stem = self.stemmers[code]
         stems = [stem(word) for word in words]
         calm: set[int] = set()
