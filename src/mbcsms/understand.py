@@ -159,6 +159,10 @@ class _Keyword:
     kind: str = "content"
 
 
+# A crisis keyword of parts that may stand anywhere: each part's stems, and the keyword.
+_PartsRule = tuple[tuple[tuple[str, ...], ...], _Keyword]
+
+
 class PhraseTable(dict[tuple[str, ...], _Keyword]):
     """Phrases by their words, and for each first word the longest phrase it starts, so a scan
     only tries the positions and lengths that can match."""
@@ -194,10 +198,10 @@ class Understander:
         self.known_stems: dict[str, set[str]] = {lang: set() for lang in self.languages}
         self.crisis = {lang: PhraseTable() for lang in self.languages}
         self.crisis_words: dict[str, dict[str, _Keyword]] = {lang: {} for lang in self.languages}
-        # Crisis keywords of parts that may stand anywhere in the message ("fever + chemo").
-        self.crisis_together: dict[str, list[tuple[tuple[tuple[str, ...], ...], _Keyword]]] = {
-            lang: [] for lang in self.languages}
-        self.together_firsts: dict[str, set[str]] = {lang: set() for lang in self.languages}
+        # Crisis keywords of parts that may stand anywhere in the message ("fever + chemo"), filed
+        # under one word that must be in the message: the longest first word of their parts.
+        self.crisis_together: dict[str, dict[str, list[_PartsRule]]] = {
+            lang: defaultdict(list) for lang in self.languages}
         self.phrases = {lang: PhraseTable() for lang in self.languages}
         # Commands by their words less filler; each with the words a message must also contain
         # (none, unless what is left is only everyday words: see _add_command).
@@ -233,8 +237,8 @@ class Understander:
                         parts = tuple(keyword_key(tuple(tokenize(part)), stem, "content")
                                       for part in keyword.split(TOGETHER))
                         parts = tuple(part for part in parts if part)
-                        self.crisis_together[lang].append((parts, entry))
-                        self.together_firsts[lang].update(part[0] for part in parts)
+                        anchor = max((part[0] for part in parts), key=len)
+                        self.crisis_together[lang][anchor].append((parts, entry))
                     elif topic.kind == "crisis" and len(phrase) == 1:
                         # One word matches as typed (after typo correction): stems of single
                         # words reach too far ("matarme" and "matan", "lastimarme" and "lástima").
@@ -422,14 +426,15 @@ class Understander:
             if word in single and position not in calm and (word == as_typed or word[0] == as_typed[:1]):
                 return single[word]
         together = self.crisis_together[code]
-        # Most messages hold no first word of any part rule: one set lookup a word, then done.
-        if together and not self.together_firsts[code].isdisjoint(stems):
+        # Only the rules filed under a word of this message can match: usually none.
+        candidates = [rule for word in set(stems) for rule in together.get(word, ())]
+        if candidates:
             # Where each stem stands, outside calm phrases ("if I get a fever" is a question).
             where: dict[str, list[int]] = defaultdict(list)
             for position, word in enumerate(stems):
                 if position not in calm:
                     where[word].append(position)
-            for parts, keyword in together:
+            for parts, keyword in candidates:
                 if all(self._stands(part, stems, where) for part in parts):
                     return keyword
         return None
