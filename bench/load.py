@@ -111,7 +111,7 @@ def free_port() -> int:
 
 def load_messages() -> list[str]:
     texts: list[str] = []
-    for path in [ROOT.parent / "shared" / "eval" / "dev.jsonl", *sorted((ROOT / "tests" / "data").glob("*.jsonl"))]:
+    for path in [ROOT.parent / "shared" / "eval" / "dev.jsonl", *sorted((ROOT / "tests" / "data").glob("*_messages.jsonl"))]:
         if path.is_file():
             for line in path.read_text(encoding="utf-8").splitlines():
                 if line.strip():
