@@ -329,6 +329,8 @@ class Understander:
         """The one language with the most of the message's words, or None when none leads."""
         counts: dict[str, int] = defaultdict(int)
         for word in words:
+            if word.isdigit():  # a number tells no language, whichever keyword holds it ("fever + 101")
+                continue
             langs = self.vocabulary.get(word)
             if langs is None:  # another form of a keyword ("holaa", "curarse") still tells
                 langs = {code for code in self.languages if self.stemmers[code](word) in self.known_stems[code]}
