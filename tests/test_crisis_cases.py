@@ -1,11 +1,12 @@
-"""Crisis recall and false alarms on 2,032 patient-style messages (tests/data/crisis_cases.jsonl).
+"""Crisis recall and false alarms on 2,292 patient-style messages (tests/data/crisis_cases.jsonl).
 
-Five sets written by helpers from the rules alone: ``redteam`` (585 crises, 297 ordinary
+Six sets written by helpers from the rules alone: ``redteam`` (585 crises, 297 ordinary
 messages with alarming words), ``heldout`` (200 and 150), ``heldout2`` (180 and 120, crises of
-every kind), ``heldout3`` (150 and 100, by an oncology-triage brief) and ``heldout4`` (150 and
-100, phone-typed: rambling, abbreviations, regional Spanish), the last four written without
-seeing the keyword lists and measured before their misses were added (55.5%, 65.6%, 69.3% and
-84.0% recall then). All were then used to add phrases, so they are
+every kind), ``heldout3`` (150 and 100, by an oncology-triage brief), ``heldout4`` (150 and 100,
+phone-typed: rambling, abbreviations, regional Spanish) and ``heldout5`` (160 and 100,
+euphemistic wording and symptoms in lay words), the last five written without seeing the
+keyword lists and measured before their misses were added (55.5%, 65.6%, 69.3%, 84.0% and
+71.9% recall then). All were then used to add phrases, so they are
 regression cases now. Missing a crisis is far worse than an extra 911/988, so the bar for
 recall is high and false alarms are only kept in check.
 """
