@@ -352,13 +352,12 @@ class Understander:
         lang = self.language(tokens) or self.language(words) or self._letter_hint(text)
         if not words:
             return Understanding(EMPTY, None, lang)
-        stems = {code: [self.stemmers[code](word) for word in words] for code in self.languages}
-
         # Crisis words are looked for in the whole message, however long: the end of a long
         # message may be the part that matters most. Past MAX_TOKENS, words are not corrected.
         whole = words + every[MAX_TOKENS:]
+        stems = {code: [self.stemmers[code](word) for word in whole] for code in self.languages}
         for code in self.languages:
-            keyword = self._crisis(code, whole, every)
+            keyword = self._crisis(code, whole, every, stems[code])
             if keyword is not None:
                 return Understanding(CRISIS, "crisis", lang or keyword.lang, keyword.lang)
 
@@ -380,7 +379,7 @@ class Understander:
         phrases: dict[str, int] = {}  # how many of its keywords the best reading found
         covered: dict[str, int] = {}  # how many of the message's words that reading explained
         for code in self.languages:
-            hits = self._scan(stems[code], self.phrases[code])
+            hits = self._scan(stems[code][: len(words)], self.phrases[code])
             reading: dict[str, float] = defaultdict(float)
             found: dict[str, tuple[_Keyword, int]] = {}
             for keyword, length, position in hits:
@@ -411,13 +410,11 @@ class Understander:
             return Understanding(NOTHING, None, lang)
         return Understanding(TOPIC, best, lang, keyword.lang)
 
-    def _crisis(self, code: str, words: list[str], typed: list[str]) -> _Keyword | None:
+    def _crisis(self, code: str, words: list[str], typed: list[str], stems: list[str]) -> _Keyword | None:
         """The first crisis keyword of ``words`` in one language: a phrase by stems, or a
         single word as typed (or corrected without changing its first letter: "sucide" is
         suicide, but "painted" is not fainted), or parts that stand anywhere ("fever + chemo"),
-        except where a calm phrase holds the words."""
-        stem = self.stemmers[code]
-        stems = [stem(word) for word in words]
+        except where a calm phrase holds the words. ``stems`` are the words' stems in ``code``."""
         calm: set[int] = set()
         for keyword, length, position in self._scan(stems, self.crisis[code]):
             if keyword.topic != NOT_CRISIS:
