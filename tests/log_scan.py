@@ -32,6 +32,7 @@ OUR_OWN_NUMBERS = ("8774656636",)  # the Komen Breast Care Helpline, 1-877-465-6
 SENDER_FIELD = re.compile(r"""(["'])sender\1: (["'])[0-9a-f]{10}\2""")
 
 _collected: list[tuple[str, str]] = []  # (where, text)
+_FORMATTER = JsonFormatter()
 
 
 class _Collect(logging.Handler):
@@ -39,7 +40,7 @@ class _Collect(logging.Handler):
         # The JSON line as it reaches stdout, and every attribute of the record, in case
         # something rides along that the formatter would leave out.
         where = f"log record {record.name}"
-        collect(where, JsonFormatter().format(record))
+        collect(where, _FORMATTER.format(record))
         collect(where, repr(vars(record)))
 
 
