@@ -10,7 +10,7 @@ import pytest
 from mbcsms import create_app
 from mbcsms.bot import Bot, Inbound, OptOutNotRecorded
 from mbcsms.conversation import Conversation
-from mbcsms.store_sqlite import SQLiteStore
+from mbcsms.store.sqlite import SQLiteStore
 from tests.conftest import PATIENT, SECRET, app_env, new_sid, post_signed
 from tests.twiml import messages, one_message
 

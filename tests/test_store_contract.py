@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from mbcsms.conversation import Reply, SenderState
-from mbcsms.store import Recorded, StateStore, StoreError
-from mbcsms.store_postgres import PostgresStore
-from mbcsms.store_sqlite import SQLiteStore
+from mbcsms.store import Recorded, StateStore, StoreError, open_store
+from mbcsms.store.postgres import PostgresStore
+from mbcsms.store.sqlite import SQLiteStore
 from tests.pg_server import fresh_schema, free_port, shared_url
 
 NOW = 1_700_000_000.0
@@ -51,9 +51,10 @@ class Stores:
 
 
 def open_kind(kind: str, location: str) -> StateStore:
+    # As the app opens its store: a database URL chooses PostgreSQL, none the SQLite file.
     if kind == "sqlite":
-        return SQLiteStore(location)
-    return PostgresStore(location)
+        return open_store(None, location)
+    return open_store(location, "unused.db")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -97,7 +98,19 @@ def current(store: StateStore, sender: str = SENDER) -> SenderState:
 
 
 def test_a_new_sender_starts_from_the_default_state(stores: Stores) -> None:
-    assert current(stores.open()) == SenderState()
+    store = stores.open()
+    assert store.name == stores.kind
+    assert current(store) == SenderState()
+
+
+def test_migrate_creates_the_schema_and_can_run_again(stores: Stores) -> None:
+    store = stores.open()
+    for _ in range(2):  # every deploy's release phase runs it again
+        ready = store.migrate()
+        assert ready.startswith("SQLite schema is ready in " if stores.kind == "sqlite" else "PostgreSQL schema")
+    store.exchange(SENDER, "m1", increment, NOW)
+    store.migrate()  # and it keeps what is stored
+    assert current(store).window_count == 1
 
 
 def test_state_round_trips(stores: Stores) -> None:
@@ -283,7 +296,7 @@ def test_postgres_accepts_heroku_style_urls() -> None:
 def test_postgres_urls_keep_their_tls_settings_and_get_a_connect_timeout() -> None:
     from psycopg.conninfo import conninfo_to_dict
 
-    from mbcsms.store_postgres import connection_string
+    from mbcsms.store.postgres import connection_string
 
     heroku = conninfo_to_dict(connection_string("postgres://u:p@db.example.com:5432/d?sslmode=require"))
     assert heroku["sslmode"] == "require" and heroku["host"] == "db.example.com"
@@ -295,7 +308,7 @@ def test_postgres_urls_keep_their_tls_settings_and_get_a_connect_timeout() -> No
 def test_postgres_error_reasons_never_quote_query_values() -> None:
     import psycopg.errors
 
-    from mbcsms.store_postgres import short_reason
+    from mbcsms.store.postgres import short_reason
 
     error = psycopg.errors.InvalidTextRepresentation('invalid input syntax for type integer: "+15551234567"')
     reason = short_reason(error)

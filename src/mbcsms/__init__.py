@@ -61,5 +61,5 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
         # Not fatal: questions are still answered and the store is tried again on each message;
         # /healthz says 503 until it answers.
         logs.event("store_unavailable_at_start", logging.ERROR, reason=str(error)[:200])
-    logs.event("started", store="postgresql" if settings.database_url else "sqlite")
+    logs.event("started", store=store.name)
     return app

@@ -146,33 +146,21 @@ def wsgi_app() -> Flask:
 @main.command()
 def migrate() -> None:
     """Create the database tables (the Procfile's release phase); safe to run any number of times."""
-    from .store import StoreError
+    from .store import StoreError, open_store
 
     try:
         settings = Settings.from_env(dev=True)  # the release phase needs only the database
     except ConfigError as error:
         raise click.ClickException(str(error)) from None
     try:
-        if settings.database_url:
-            from .store_postgres import PostgresStore
-
-            store = PostgresStore(settings.database_url, prepare=False)
-            try:
-                store.migrate()
-            finally:
-                store.close()
-            click.echo("mbcsms: PostgreSQL schema is ready")
-        else:
-            from .store_sqlite import SQLiteStore
-
-            sqlite = SQLiteStore(settings.sqlite_path)
-            try:
-                sqlite.check()
-            finally:
-                sqlite.close()
-            click.echo(f"mbcsms: SQLite schema is ready in {settings.sqlite_path}")
+        store = open_store(settings.database_url, settings.sqlite_path, prepare=False)
+        try:
+            ready = store.migrate()
+        finally:
+            store.close()
     except StoreError as error:
         raise click.ClickException(str(error)) from None
+    click.echo(f"mbcsms: {ready}")
 
 
 from .translations_cli import translations  # noqa: E402  (the staff's catalog commands)

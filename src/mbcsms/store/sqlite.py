@@ -10,8 +10,8 @@ from collections.abc import Callable
 from typing import TypeVar
 from pathlib import Path
 
-from .conversation import SenderState
-from .store import ANSWERED_KEEP_SECONDS, Decide, Recorded, StoreError
+from ..conversation import SenderState
+from . import ANSWERED_KEEP_SECONDS, Decide, Recorded, StoreError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS senders (
@@ -49,6 +49,8 @@ CHECKPOINT_PAGES = 10_000
 
 
 class SQLiteStore:
+    name = "sqlite"
+
     def __init__(self, path: str | Path, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
         self.path = str(path)
         self.busy_timeout_ms = busy_timeout_ms
@@ -232,6 +234,11 @@ class SQLiteStore:
         except sqlite3.Error as error:
             self._drop_connection()
             raise StoreError(f"sqlite: {error}") from error
+
+    def migrate(self) -> str:
+        # Opening the file creates the tables (see _ensure_schema); check() opens it and reads.
+        self.check()
+        return f"SQLite schema is ready in {self.path}"
 
     def close(self) -> None:
         self._drop_connection()

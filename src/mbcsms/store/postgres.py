@@ -19,9 +19,9 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from . import logs
-from .conversation import SenderState
-from .store import ANSWERED_KEEP_SECONDS, Decide, Recorded, StoreError
+from .. import logs
+from ..conversation import SenderState
+from . import ANSWERED_KEEP_SECONDS, Decide, Recorded, StoreError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS senders (
@@ -106,6 +106,8 @@ def _configure(connection: psycopg.Connection[Any]) -> None:
 
 
 class PostgresStore:
+    name = "postgresql"
+
     def __init__(
         self,
         database_url: str,
@@ -147,9 +149,9 @@ class PostgresStore:
         except StoreError as error:
             # Not fatal: questions are answered without the store, and the next use tries again.
             self._unreachable = isinstance(error.__cause__, psycopg.OperationalError)
-            logs.event("store_schema_deferred", logging.WARNING, store="postgresql", reason=str(error))
+            logs.event("store_schema_deferred", logging.WARNING, store=self.name, reason=str(error))
 
-    def migrate(self) -> None:
+    def migrate(self) -> str:
         """Create the tables now (at start, and in the release phase); raises StoreError."""
         # A direct connection rather than the pool: a refused connection fails at once instead of
         # waiting out the pool's timeout, and no pool threads exist before gunicorn forks workers.
@@ -158,6 +160,7 @@ class PostgresStore:
                 self._create_schema(connection)
         except psycopg.Error as error:
             raise StoreError(short_reason(error)) from error
+        return "PostgreSQL schema is ready"
 
     def _create_schema(self, connection: psycopg.Connection[Any]) -> None:
         with connection.transaction():
