@@ -32,7 +32,7 @@ from mbcsms.cli import main
 from mbcsms.conversation import Conversation, SenderState
 from mbcsms.sms import count_segments
 from mbcsms.translations import update
-from mbcsms.translations_check import check
+from mbcsms.translations.check import check
 from tests.conftest import app_env
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -483,6 +483,21 @@ def test_english_replies_and_keywords_are_checked_against_the_content_file(tmp_p
     assert stop.path == content and stop.line == english.splitlines().index('id = "stop"') + 1
     assert "GSM-7" in stop.detail and "budget is 2" in stop.detail
     assert "'chemo' is also a keyword of topic treatment" in problems[("keyword conflict", "keywords:helpline")].detail
+
+
+def test_plain_pybabel_extract_reads_the_content_with_our_extractor(tmp_path: Path) -> None:
+    """`pybabel extract -F babel.cfg` finds mbcsms's extractor by the entry point pyproject.toml
+    registers, and writes the same template as `mbcsms translations extract`."""
+    from babel.messages.frontend import CommandLineInterface
+
+    template = tmp_path / "messages.pot"
+    CommandLineInterface().run(
+        ["pybabel", "extract", "-F", str(REPO_ROOT / "babel.cfg"), "-o", str(template), str(REPO_ROOT)]
+    )
+    extracted = {(m.context, m.id): m for m in read(template) if m.id}
+    expected = {(e.context, e.msgid): e for e in source_entries(load_source())}
+    assert extracted.keys() == expected.keys()
+    assert all(" ".join(message.auto_comments) == expected[key].comment for key, message in extracted.items())
 
 
 def test_plain_pybabel_compile_accepts_the_shipped_catalogs(tmp_path: Path) -> None:

@@ -163,6 +163,6 @@ def migrate() -> None:
     click.echo(f"mbcsms: {ready}")
 
 
-from .translations_cli import translations  # noqa: E402  (the staff's catalog commands)
+from .translations.cli import translations  # noqa: E402  (the staff's catalog commands)
 
 main.add_command(translations)

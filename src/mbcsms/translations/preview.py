@@ -7,9 +7,9 @@ import html
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .sms import UCS2
-from .translations import language_name
-from .translations_check import CheckResult, Problem
+from ..sms import UCS2
+from . import language_name
+from .check import CheckResult, Problem
 
 # --- preview -------------------------------------------------------------------------------
 

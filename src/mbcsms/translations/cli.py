@@ -1,7 +1,7 @@
 """``mbcsms translations``: the catalog commands helpline staff run.
 
-Thin on purpose: the work is in :mod:`mbcsms.translations`, so tests and scripts call the same
-functions. Every command prints what it did and what to do next, and any unusable file is
+Thin on purpose: the work is in the rest of :mod:`mbcsms.translations`, so tests and scripts
+call the same functions. Every command prints what it did and what to do next, and any unusable file is
 reported as ``file:line: what is wrong`` instead of a traceback.
 """
 
@@ -14,10 +14,10 @@ from pathlib import Path
 
 import click
 
-from . import translations as tr
-from . import translations_check as checking
-from . import translations_preview as previewing
-from .catalog import CatalogError, locales_dir_from_env
+from .. import translations as tr
+from ..catalog import CatalogError, locales_dir_from_env
+from . import check as checking
+from . import preview as previewing
 
 locales_option = click.option(
     "--locales", "locales", type=click.Path(file_okay=False, path_type=Path),

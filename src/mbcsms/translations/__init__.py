@@ -2,9 +2,11 @@
 from the English content, update every language from it, compile, and start a new language.
 
 English lives in ``content/topics.toml``; every other language in
-``<locales>/<lang>/LC_MESSAGES/messages.po``. Checking the catalogs is in
-:mod:`mbcsms.translations_check`, the staff's HTML preview in :mod:`mbcsms.translations_preview`;
-the ``mbcsms translations`` commands are thin wrappers around the three.
+``<locales>/<lang>/LC_MESSAGES/messages.po``. Beside this module, in this package:
+:mod:`~mbcsms.translations.check` checks the catalogs, :mod:`~mbcsms.translations.preview` draws
+the staff's HTML page, :mod:`~mbcsms.translations.babel_extract` is the Babel extractor that
+reads the English content (``pybabel extract`` uses it too), and :mod:`~mbcsms.translations.cli`
+holds the ``mbcsms translations`` commands, thin wrappers around the rest.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import write_po
 
 from .babel_extract import extract as content_extractor
-from .catalog import (
+from ..catalog import (
     CONTENT_FILE,
     DOMAIN,
     SOURCE_LANGUAGE,
@@ -65,7 +67,7 @@ def source_root() -> Path:
     here = Path.cwd()
     if (here / MAPPING_FILE).is_file():
         return here
-    return Path(__file__).resolve().parents[2]
+    return Path(__file__).resolve().parents[3]
 
 
 def build_template(root: Path | None = None) -> PoCatalog:

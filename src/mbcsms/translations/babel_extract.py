@@ -10,7 +10,7 @@ from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from .catalog import SourceContent, load_source, source_entries
+from ..catalog import SourceContent, load_source, source_entries
 
 
 def _line_numbers(text: str, source: SourceContent) -> dict[str, int]:

@@ -13,7 +13,7 @@ from pathlib import Path
 from babel.messages.catalog import Message
 from babel.messages.pofile import PoFileError
 
-from .catalog import (
+from ..catalog import (
     CONTENT_FILE,
     PLACEHOLDER,
     SOURCE_LANGUAGE,
@@ -28,9 +28,9 @@ from .catalog import (
     load_translations,
     read_catalog,
 )
-from .sms import GSM7_BASIC, GSM7_EXTENDED, UCS2, SegmentCount, count_segments
-from .translations import TranslationsError, source_template, template_entries
-from .understand import keyword_key, stemmer_for, tokenize
+from ..sms import GSM7_BASIC, GSM7_EXTENDED, UCS2, SegmentCount, count_segments
+from . import TranslationsError, source_template, template_entries
+from ..understand import keyword_key, stemmer_for, tokenize
 
 # Kinds of problem, as printed by ``check`` and shown as badges by ``preview``.
 BROKEN = "broken"
