@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from mbcsms.cli import gunicorn_arguments
+from mbcsms.config import Settings
 from tests.pg_server import free_port, fresh_schema, shared_url
 from tests.procfile_servers import Server, is_silent, procfile_command, send, server_env, start, stop, wait_until_up
 
@@ -24,7 +25,8 @@ WHATSAPP_SENDER = "whatsapp:+15557654321"
 def test_mbcsms_serve_runs_the_procfile_command(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WEB_CONCURRENCY", "3")
     command = procfile_command("web").replace("${WEB_CONCURRENCY:-2}", "3").replace("$PORT", "8123")
-    assert shlex.split(command) == ["gunicorn", *gunicorn_arguments(8123)]
+    workers = Settings.from_env(dev=True).web_concurrency  # WEB_CONCURRENCY, read by Settings
+    assert shlex.split(command) == ["gunicorn", *gunicorn_arguments(8123, workers)]
     assert procfile_command("release") == "mbcsms migrate"
 
 

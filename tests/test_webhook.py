@@ -127,9 +127,11 @@ def test_settings_without_a_token_outside_dev_mode_are_refused(tmp_path):
 
     from mbcsms.config import Settings
 
-    settings = replace(Settings.from_env(app_env(tmp_path)), twilio_auth_token=None)
-    with pytest.raises(ConfigError, match="TWILIO_AUTH_TOKEN"):
-        create_app(settings)
+    settings = Settings.from_env(app_env(tmp_path))
+    # Not even built: create_app can never be handed one.
+    for token in (None, "", "   "):
+        with pytest.raises(ConfigError, match="TWILIO_AUTH_TOKEN"):
+            replace(settings, twilio_auth_token=token)
 
 
 @pytest.mark.parametrize("name", ["PORT", "WEB_CONCURRENCY"])

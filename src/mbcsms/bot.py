@@ -1,7 +1,8 @@
 """One inbound message in, one reply out: the conversation rules applied against the state store.
 
-Shared by the webhook and ``mbcsms reply --from``. This is where a store failure is handled:
-questions are still answered, but an opt-out that cannot be recorded is never dropped.
+Shared by the webhook and ``mbcsms reply --from``, which both get theirs from ``build_bot``. This
+is where a store failure is handled: questions are still answered, but an opt-out that cannot be
+recorded is never dropped.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ import time
 from dataclasses import dataclass
 
 from . import logs
-from .conversation import Conversation, Reply, SenderState
+from .catalog import Catalog
+from .config import Settings
+from .conversation import Conversation, RateLimit, Reply, SenderState
 from .senders import message_key, sender_key
-from .store import Recorded, StateStore, StoreError
+from .store import Recorded, StateStore, StoreError, open_store
 
 
 class OptOutNotRecorded(Exception):
@@ -89,6 +92,17 @@ class Bot:
             latency_ms=round((time.perf_counter() - started) * 1000, 2),
             sender=logs.sender_prefix(sender), retry=retry,
         )
+
+
+def build_conversation(settings: Settings) -> Conversation:
+    """The catalogs and the rules, loaded once: what every message is answered with."""
+    return Conversation(Catalog.load(settings.locales), RateLimit(settings.rate_limit, settings.rate_window_seconds))
+
+
+def build_bot(settings: Settings) -> Bot:
+    """Catalog -> Conversation -> state store -> Bot: the one wiring, for the webhook
+    (``create_app``) and ``mbcsms reply --from``."""
+    return Bot(build_conversation(settings), open_store(settings.database_url, settings.sqlite_path), settings.secret)
 
 
 def _reason(error: Exception) -> str:

@@ -8,7 +8,6 @@ no compiled ``.mo`` that could go stale, and a broken file stops start-up naming
 
 from __future__ import annotations
 
-import os
 import re
 import tomllib
 from collections.abc import Iterator
@@ -176,11 +175,6 @@ def default_locales_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "locales"
 
 
-def locales_dir_from_env() -> Path:
-    configured = os.environ.get("MBCSMS_LOCALES")
-    return Path(configured) if configured else default_locales_dir()
-
-
 def catalog_path(locales: Path, lang: str) -> Path:
     return locales / lang / "LC_MESSAGES" / f"{DOMAIN}.po"
 
@@ -233,7 +227,9 @@ class Catalog:
 
     @classmethod
     def load(cls, locales: Path | None = None, source_path: Path = CONTENT_FILE) -> Catalog:
-        locales = locales if locales is not None else locales_dir_from_env()
+        """English from ``source_path``, every other language from ``locales`` (None: the
+        catalogs shipped with the package)."""
+        locales = locales if locales is not None else default_locales_dir()
         source = load_source(source_path)
         translations = {
             lang: load_translations(locales, lang)

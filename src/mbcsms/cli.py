@@ -1,5 +1,6 @@
 """The ``mbcsms`` command: ``reply`` for staff and scripts, ``serve`` to run the webhook,
-``translations`` for the catalogs. Every command runs the same functions as the webhook."""
+``migrate`` for the release phase, ``translations`` for the catalogs. Every command runs the same
+functions as the webhook, and reads (through ``Settings``) only the settings it uses."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ from typing import TYPE_CHECKING
 
 import click
 
-from .catalog import Catalog, CatalogError
+from .catalog import CatalogError
 from .config import ConfigError, Settings
-from .conversation import Conversation, RateLimit, Reply, SenderState
+from .conversation import Reply, SenderState
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -57,28 +58,17 @@ def reply(message: str | None, as_json: bool, sender: str | None) -> None:
 
     Without --from, each message is answered as from a new sender and nothing is stored.
     """
+    from .bot import Inbound, OptOutNotRecorded, build_bot, build_conversation
+
     messages = [message] if message is not None else (line.rstrip("\r\n") for line in sys.stdin)
     try:
         if sender is None:
-            conversation = Conversation(Catalog.load())
+            conversation = build_conversation(Settings.for_catalogs())
             for text in messages:
                 answer, _ = conversation.reply_to(text, SenderState(), time.time())
                 _print(answer, as_json)
             return
-        from .bot import Bot, Inbound, OptOutNotRecorded
-        from .store import open_store
-
-        settings = Settings.from_env(dev=True)
-        if len(os.environ.get("MBCSMS_SECRET", "").strip()) < 16:
-            raise click.UsageError(
-                "reply --from needs the deployment's MBCSMS_SECRET (16+ characters): it keys the "
-                "sender hash the store uses"
-            )
-        bot = Bot(
-            Conversation(Catalog.load(settings.locales), RateLimit(settings.rate_limit, settings.rate_window_seconds)),
-            open_store(settings.database_url, str(settings.sqlite_path)),
-            settings.secret,
-        )
+        bot = build_bot(Settings.for_replay())
         for text in messages:
             try:
                 _print(bot.answer(Inbound(sender, text)), as_json)
@@ -113,7 +103,7 @@ def serve(dev: bool, port: int | None) -> None:
         app.run(host="127.0.0.1", port=port, debug=False)
         return
     # gunicorn from the same environment as this command, activated or not.
-    os.execv(sys.executable, [sys.executable, "-m", "gunicorn", *gunicorn_arguments(port)])
+    os.execv(sys.executable, [sys.executable, "-m", "gunicorn", *gunicorn_arguments(port, settings.web_concurrency)])
 
 
 # The access log says what happened, never who: method, status, latency. Not the path: gunicorn
@@ -123,10 +113,9 @@ ACCESS_LOG_FORMAT = '{"event": "http", "method": "%(m)s", "status": %(s)s, "late
 WSGI_APP = "mbcsms.cli:wsgi_app()"
 
 
-def gunicorn_arguments(port: int) -> list[str]:
+def gunicorn_arguments(port: int, workers: int) -> list[str]:
     """The Procfile's web command, word for word (a test holds them together)."""
-    workers = os.environ.get("WEB_CONCURRENCY", "2")
-    return ["--bind", f"0.0.0.0:{port}", "--workers", workers, "--access-logfile", "-",
+    return ["--bind", f"0.0.0.0:{port}", "--workers", str(workers), "--access-logfile", "-",
             "--access-logformat", ACCESS_LOG_FORMAT, WSGI_APP]
 
 
@@ -149,7 +138,7 @@ def migrate() -> None:
     from .store import StoreError, open_store
 
     try:
-        settings = Settings.from_env(dev=True)  # the release phase needs only the database
+        settings = Settings.for_store()  # the release phase needs only the database
     except ConfigError as error:
         raise click.ClickException(str(error)) from None
     try:

@@ -1,7 +1,9 @@
-"""Settings from the environment (12-factor), checked once at start-up.
+"""Settings from the environment (12-factor): the one module that reads it.
 
-A missing or malformed variable stops start-up with one line naming it, so a bad deploy fails at
-release time instead of on a patient's message.
+Each command reads, and so checks, only the variables it uses (``Settings.from_env`` for the web
+app and ``mbcsms serve``; the ``for_*`` constructors for the other commands), and passes the
+Settings down. A missing or malformed variable stops start-up with one line naming it, so a bad
+deploy fails at release time instead of on a patient's message.
 """
 
 from __future__ import annotations
@@ -12,75 +14,148 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .catalog import default_locales_dir
-
 DEFAULT_DB = "mbcsms.db"
 DEV_SECRET = "mbcsms-dev-only-not-secret"
+MIN_SECRET_LENGTH = 16
 
 
 class ConfigError(Exception):
     """One line naming the variable that is missing or bad."""
 
 
+def environment(overrides: Mapping[str, str] | None = None) -> Mapping[str, str]:
+    """The process environment, with ``overrides`` on top (handy in tests)."""
+    return {**os.environ, **overrides} if overrides else os.environ
+
+
 @dataclass(frozen=True)
 class Settings:
-    twilio_auth_token: str | None
-    secret: str
-    database_url: str | None
-    sqlite_path: Path
-    proxy_hops: int
-    rate_limit: int
-    rate_window_seconds: float
-    locales: Path
-    log_level: str
-    dev: bool = False
+    """What the app and the commands are configured with. A field a command does not read keeps
+    its default here.
+
+    Outside dev mode a Settings always has a Twilio Auth Token and a real secret, however it is
+    made (``from_env``, ``dataclasses.replace``, a test): ``__post_init__`` refuses it otherwise.
+    """
+
+    twilio_auth_token: str | None = None
+    secret: str = DEV_SECRET
+    database_url: str | None = None
+    sqlite_path: Path = Path(DEFAULT_DB)
+    proxy_hops: int = 1
+    rate_limit: int = 20
+    rate_window_seconds: float = 600.0
+    locales: Path | None = None  # MBCSMS_LOCALES; None: the catalogs shipped with the package
+    log_level: str = "INFO"
+    dev: bool = False  # `serve --dev`, and the commands that answer no request: signatures not checked
     port: int = 5000
+    web_concurrency: int = 2
+
+    def __post_init__(self) -> None:
+        if self.dev:
+            return
+        if not (self.twilio_auth_token or "").strip():
+            raise ConfigError(
+                "TWILIO_AUTH_TOKEN is not set: it is needed to verify that requests come "
+                "from Twilio (use `mbcsms serve --dev` to try the bot locally without it)"
+            )
+        if not self.secret.strip() or self.secret == DEV_SECRET:
+            raise ConfigError(
+                "MBCSMS_SECRET is not set: it keys the hash that stands in for phone "
+                "numbers (any long random string, e.g. `python -c 'import secrets; "
+                "print(secrets.token_hex(32))'`)"
+            )
+        if len(self.secret) < MIN_SECRET_LENGTH:
+            raise ConfigError(f"MBCSMS_SECRET is too short: use at least {MIN_SECRET_LENGTH} characters")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, dev: bool = False) -> Settings:
-        env = os.environ if env is None else env
-        token = env.get("TWILIO_AUTH_TOKEN", "").strip() or None
-        secret = env.get("MBCSMS_SECRET", "").strip()
-        if not dev:
-            if not token:
-                raise ConfigError(
-                    "TWILIO_AUTH_TOKEN is not set: it is needed to verify that requests come "
-                    "from Twilio (use `mbcsms serve --dev` to try the bot locally without it)"
-                )
-            if not secret:
-                raise ConfigError(
-                    "MBCSMS_SECRET is not set: it keys the hash that stands in for phone "
-                    "numbers (any long random string, e.g. `python -c 'import secrets; "
-                    "print(secrets.token_hex(32))'`)"
-                )
-            if len(secret) < 16:
-                raise ConfigError("MBCSMS_SECRET is too short: use at least 16 characters")
-        database_url = env.get("DATABASE_URL", "").strip() or None
-        if database_url:
-            _check_database_url(database_url)
+        """Everything the web app and gunicorn use (``create_app``, ``mbcsms serve``), all checked.
+        ``dev``: `mbcsms serve --dev`, which needs no token and no secret."""
+        env = environment() if env is None else env
+        database_url, sqlite_path = _store(env)
         log_level = env.get("MBCSMS_LOG_LEVEL", "INFO").strip().upper()
         if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError("MBCSMS_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
-        locales = Path(env["MBCSMS_LOCALES"]) if env.get("MBCSMS_LOCALES") else default_locales_dir()
-        if not locales.is_dir():
-            raise ConfigError(f"MBCSMS_LOCALES is not a directory: {locales}")
+        locales = _locales(env)
         port = _integer(env, "PORT", 5000, minimum=1)
         if port > 65535:
             raise ConfigError(f"PORT must be a port number, not {port}")
-        _integer(env, "WEB_CONCURRENCY", 2, minimum=1)
+        web_concurrency = _integer(env, "WEB_CONCURRENCY", 2, minimum=1)
+        rate_limit, rate_window_seconds = _rate_limit(env)
         return cls(
-            twilio_auth_token=token,
-            secret=secret or DEV_SECRET,
+            twilio_auth_token=_text(env, "TWILIO_AUTH_TOKEN") or None,
+            secret=_text(env, "MBCSMS_SECRET") or DEV_SECRET,
             database_url=database_url,
-            sqlite_path=Path(env.get("MBCSMS_DB", "").strip() or DEFAULT_DB),
+            sqlite_path=sqlite_path,
             proxy_hops=_integer(env, "MBCSMS_PROXY_HOPS", 1, minimum=0),
-            rate_limit=_integer(env, "MBCSMS_RATE_LIMIT", 20, minimum=1),
-            rate_window_seconds=float(_integer(env, "MBCSMS_RATE_WINDOW", 600, minimum=1)),
+            rate_limit=rate_limit,
+            rate_window_seconds=rate_window_seconds,
             locales=locales,
             log_level=log_level,
-            port=port,
             dev=dev,
+            port=port,
+            web_concurrency=web_concurrency,
         )
+
+    @classmethod
+    def for_replay(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """`mbcsms reply --from`: the deployment's store, secret, catalogs and rate limit, and
+        nothing of the web server."""
+        env = environment() if env is None else env
+        secret = _text(env, "MBCSMS_SECRET")
+        if len(secret) < MIN_SECRET_LENGTH:
+            raise ConfigError(
+                f"reply --from needs the deployment's MBCSMS_SECRET ({MIN_SECRET_LENGTH}+ characters): "
+                "it keys the sender hash the store uses"
+            )
+        database_url, sqlite_path = _store(env)
+        rate_limit, rate_window_seconds = _rate_limit(env)
+        return cls(
+            secret=secret, database_url=database_url, sqlite_path=sqlite_path, rate_limit=rate_limit,
+            rate_window_seconds=rate_window_seconds, locales=_locales(env), dev=True,
+        )
+
+    @classmethod
+    def for_store(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """`mbcsms migrate` (the release phase): the database only."""
+        database_url, sqlite_path = _store(environment() if env is None else env)
+        return cls(database_url=database_url, sqlite_path=sqlite_path, dev=True)
+
+    @classmethod
+    def for_catalogs(cls, env: Mapping[str, str] | None = None, *, must_exist: bool = True) -> Settings:
+        """`mbcsms reply` without --from, and the `translations` commands: the catalogs only.
+        ``must_exist`` False: a directory the command may create (`translations extract`, `new`)."""
+        env = environment() if env is None else env
+        return cls(locales=_locales(env, must_exist=must_exist), dev=True)
+
+
+def _text(env: Mapping[str, str], name: str) -> str:
+    return env.get(name, "").strip()
+
+
+def _store(env: Mapping[str, str]) -> tuple[str | None, Path]:
+    """DATABASE_URL (checked) and MBCSMS_DB: which store, and where."""
+    database_url = _text(env, "DATABASE_URL") or None
+    if database_url:
+        _check_database_url(database_url)
+    return database_url, Path(_text(env, "MBCSMS_DB") or DEFAULT_DB)
+
+
+def _rate_limit(env: Mapping[str, str]) -> tuple[int, float]:
+    return (
+        _integer(env, "MBCSMS_RATE_LIMIT", 20, minimum=1),
+        float(_integer(env, "MBCSMS_RATE_WINDOW", 600, minimum=1)),
+    )
+
+
+def _locales(env: Mapping[str, str], *, must_exist: bool = True) -> Path | None:
+    configured = env.get("MBCSMS_LOCALES")
+    if not configured:
+        return None
+    locales = Path(configured)
+    if must_exist and not locales.is_dir():
+        raise ConfigError(f"MBCSMS_LOCALES is not a directory: {locales}")
+    return locales
 
 
 def _check_database_url(url: str) -> None:

@@ -7,7 +7,6 @@ reported as ``file:line: what is wrong`` instead of a traceback.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,7 +14,8 @@ from pathlib import Path
 import click
 
 from .. import translations as tr
-from ..catalog import CatalogError, locales_dir_from_env
+from ..catalog import CatalogError, default_locales_dir
+from ..config import Settings
 from . import check as checking
 from . import preview as previewing
 
@@ -32,10 +32,11 @@ def _locales(locales: Path | None) -> Path:
     edit, not the installed copy), else the catalogs shipped in the package."""
     if locales is not None:
         return locales
-    if os.environ.get("MBCSMS_LOCALES"):
-        return locales_dir_from_env()
+    configured = Settings.for_catalogs(must_exist=False).locales  # a command may create it
+    if configured is not None:
+        return configured
     checkout = tr.source_root() / "locales"
-    return checkout if checkout.is_dir() else locales_dir_from_env()
+    return checkout if checkout.is_dir() else default_locales_dir()
 
 
 def _shown(path: Path) -> str:
