@@ -96,13 +96,15 @@ class Bot:
 
 def build_conversation(settings: Settings) -> Conversation:
     """The catalogs and the rules, loaded once: what every message is answered with."""
-    return Conversation(Catalog.load(settings.locales), RateLimit(settings.rate_limit, settings.rate_window_seconds))
+    rate_limit = RateLimit(settings.rate_limit, settings.rate_window_seconds)
+    return Conversation(Catalog.load(settings.locales), rate_limit)
 
 
 def build_bot(settings: Settings) -> Bot:
     """Catalog -> Conversation -> state store -> Bot: the one wiring, for the webhook
     (``create_app``) and ``mbcsms reply --from``."""
-    return Bot(build_conversation(settings), open_store(settings.database_url, settings.sqlite_path), settings.secret)
+    conversation = build_conversation(settings)  # first: a broken catalog stops start-up before any store opens
+    return Bot(conversation, open_store(settings.database_url, settings.sqlite_path), settings.secret)
 
 
 def _reason(error: Exception) -> str:

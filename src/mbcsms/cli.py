@@ -103,7 +103,8 @@ def serve(dev: bool, port: int | None) -> None:
         app.run(host="127.0.0.1", port=port, debug=False)
         return
     # gunicorn from the same environment as this command, activated or not.
-    os.execv(sys.executable, [sys.executable, "-m", "gunicorn", *gunicorn_arguments(port, settings.web_concurrency)])
+    arguments = gunicorn_arguments(port, settings.web_concurrency)
+    os.execv(sys.executable, [sys.executable, "-m", "gunicorn", *arguments])
 
 
 # The access log says what happened, never who: method, status, latency. Not the path: gunicorn
