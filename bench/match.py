@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from load import AUTH_TOKEN, SECRET, load_messages  # noqa: E402
 
-from mbcsms.catalog import Catalog, Topic  # noqa: E402
+from mbcsms.catalog import Catalog, Topic, TopicKind  # noqa: E402
 from mbcsms.understand import Understander  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,7 +67,7 @@ def grown(catalog: Catalog, factor: int, seed: int = 7) -> Catalog:
         for _ in range(real_phrases * (factor - 1))
     ]
     extra = tuple(
-        Topic(id=f"generated_{i}", kind="content", answer=f"Generated topic {i}.",
+        Topic(id=f"generated_{i}", kind=TopicKind.CONTENT, answer=f"Generated topic {i}.",
               keywords=tuple(phrases[start : start + 30]), source=(), budget=4)
         for i, start in enumerate(range(0, len(phrases), 30))
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from mbcsms.catalog import TopicKind
 from mbcsms.conversation import Conversation, RateLimit, SenderState
 from mbcsms.sms import count_segments
 
@@ -60,7 +61,7 @@ def test_every_reply_fits_four_segments_and_most_english_answers_two(conversatio
         for lang in catalog.languages:
             body = catalog.render(topic.id, lang)
             assert count_segments(body).segments <= topic.budget <= 4, (topic.id, lang)
-        if topic.kind == "content":
+        if topic.kind == TopicKind.CONTENT:
             english_content.append(count_segments(catalog.render(topic.id, "en")).segments)
     assert sum(1 for segments in english_content if segments <= 2) > len(english_content) / 2
 

@@ -12,6 +12,7 @@ import re
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
 from babel.messages.catalog import Catalog as PoCatalog
@@ -29,10 +30,21 @@ class CatalogError(Exception):
     """A content file or catalog that cannot be used; the message names file and line."""
 
 
+class TopicKind(StrEnum):
+    """A topic's ``kind`` in topics.toml: how its keywords are listened for."""
+
+    CONTENT = "content"  # answered by keywords anywhere in a message
+    CONTROL = "control"  # only when the whole message is one of its keywords (STOP, START, ...)
+    CRISIS = "crisis"  # looked for first, in the whole message
+    MENU = "menu"
+    FALLBACK = "fallback"
+    NOTICE = "notice"  # sent by the bot itself (the rate-limit notice), never asked for
+
+
 @dataclass(frozen=True)
 class Topic:
     id: str
-    kind: str
+    kind: TopicKind
     answer: str
     keywords: tuple[str, ...]
     source: tuple[str, ...]
@@ -89,7 +101,7 @@ def load_source(path: Path = CONTENT_FILE) -> SourceContent:
         topics = tuple(
             Topic(
                 id=raw["id"],
-                kind=raw["kind"],
+                kind=TopicKind(raw["kind"]),
                 answer=raw["answer"],
                 keywords=tuple(raw.get("keywords", ())),
                 source=tuple(raw.get("source", ())),
@@ -132,7 +144,7 @@ def source_entries(source: SourceContent) -> Iterator[Entry]:
                 "for this topic in your language (typos and accents are handled by the bot). "
                 "Not a translation: list what people really write, synonyms and brand names "
                 "included. A keyword may belong to one topic only."
-                + (" These only count when they are the whole message." if topic.kind == "control" else ""),
+                + (" These only count when they are the whole message." if topic.kind == TopicKind.CONTROL else ""),
             )
     for name, values in source.words.items():
         yield Entry(

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 
 from .catalog import SOURCE_LANGUAGE, Catalog
 from .sms import count_segments
-from .understand import CONTROL, CRISIS, EMPTY, NUMBER, TOPIC, Understander, Understanding
+from .understand import Understander, Understanding, Understood
 
 # Twilio blocks the sender and confirms by itself when the whole message is one of its opt-out
 # words, and a reply to it would fail (error 21610): that gets an empty <Response/>. Any other
@@ -88,18 +88,18 @@ class Conversation:
         topic = understanding.topic
 
         # Safety first: an emergency is answered even past an opt-out or the rate limit.
-        if understanding.kind == CRISIS:
+        if understanding.kind == Understood.CRISIS:
             return self.render("crisis", lang), state
 
         # Opting out and back in take effect at once, whatever the rate limit; only what we
         # say about it is limited, or alternating STOP and START would get past the limit.
-        if understanding.kind == CONTROL and topic == "stop":
+        if understanding.kind == Understood.CONTROL and topic == "stop":
             stop_lang = understanding.keyword_lang or lang
             # One confirmation: a repeated stop word, or one Twilio confirms itself, gets none.
             silent = understanding.word in TWILIO_OPT_OUT_WORDS or state.opted_out
             reply, state = self.render("stop", stop_lang, sent=not silent), replace(state, opted_out=True)
             return (reply, state) if silent else self._within_rate_limit(reply, state, now, notice=False)
-        if understanding.kind == CONTROL and topic == "start":
+        if understanding.kind == Understood.CONTROL and topic == "start":
             state = replace(state, opted_out=False, last_menu=lang)
             return self._within_rate_limit(self.render("start", lang), state, now)
         if state.opted_out:
@@ -109,13 +109,13 @@ class Conversation:
             lang = understanding.keyword_lang or lang
             state = replace(state, lang=lang, last_lang=lang)
             reply = self.render("language", lang)
-        elif understanding.kind == NUMBER:
+        elif understanding.kind == Understood.NUMBER:
             lang = told or state.last_menu or lang
             chosen = self.catalog.menu_topic(understanding.number or 0)
             reply = self.render(chosen.id if chosen else "menu", lang)
-        elif understanding.kind in (CONTROL, TOPIC):
+        elif understanding.kind in (Understood.CONTROL, Understood.TOPIC):
             reply = self.render(topic or "fallback", lang)
-        elif understanding.kind == EMPTY:
+        elif understanding.kind == Understood.EMPTY:
             reply = self.render("menu", lang)  # an empty body, or only punctuation
         else:
             reply = self.render("fallback", lang)

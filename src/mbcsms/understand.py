@@ -16,12 +16,13 @@ import unicodedata
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from enum import StrEnum
 
 import Stemmer
 from babel import Locale, UnknownLocaleError
 from rapidfuzz.distance import OSA
 
-from .catalog import Catalog
+from .catalog import Catalog, TopicKind
 
 # A message longer than this is read only in part: enough for any question, and a 5,000
 # character body cannot make the request path slow.
@@ -33,13 +34,18 @@ MIN_STEMMED = 5
 # ask about something else.
 UNEXPLAINED = 5
 
-CRISIS = "crisis"
 NOT_CRISIS = "not_crisis"
-CONTROL = "control"
-NUMBER = "number"
-TOPIC = "topic"
-NOTHING = "nothing"
-EMPTY = "empty"
+
+
+class Understood(StrEnum):
+    """What a message was understood as: ``Understanding.kind``."""
+
+    CRISIS = "crisis"  # an emergency or self-harm: the crisis reply, before anything else
+    CONTROL = "control"  # a control topic's keyword as the whole message (STOP, START, HELP...)
+    NUMBER = "number"  # a number alone: a pick from the numbered menu
+    TOPIC = "topic"  # a topic's keywords, found in the message
+    NOTHING = "nothing"  # words, but none we have an answer for
+    EMPTY = "empty"  # no words at all: an empty body, or only punctuation
 
 _APOSTROPHES = re.compile(r"['’‘`´]")
 _NOT_WORD = re.compile(r"[^a-z0-9]+")
@@ -81,10 +87,10 @@ def stemmer_for(lang: str) -> Callable[[str], str]:
 TOGETHER = " + "
 
 
-def keyword_key(phrase: tuple[str, ...], stem: Callable[[str], str], kind: str) -> tuple[str, ...]:
+def keyword_key(phrase: tuple[str, ...], stem: Callable[[str], str], kind: TopicKind) -> tuple[str, ...]:
     """What a keyword is matched by: commands as typed, everything else by word stems. Two
     keywords with the same key are the same keyword to the bot."""
-    return phrase if kind == "control" else tuple(stem(word) for word in phrase)
+    return phrase if kind == TopicKind.CONTROL else tuple(stem(word) for word in phrase)
 
 
 def allowed_typos(word: str) -> int:
@@ -142,7 +148,7 @@ class TypoIndex:
 class Understanding:
     """What a message asks for. ``lang`` is the language the message is written in, if it tells."""
 
-    kind: str
+    kind: Understood
     topic: str | None = None
     lang: str | None = None
     keyword_lang: str | None = None  # the language whose keyword matched (a switch's target)
@@ -156,7 +162,7 @@ class _Keyword:
     lang: str
     weight: float
     order: int
-    kind: str = "content"
+    kind: TopicKind = TopicKind.CONTENT
 
 
 # A crisis keyword of parts that may stand anywhere: each part's stems, and the keyword.
@@ -228,24 +234,24 @@ class Understander:
                     if not phrase:
                         continue
                     entry = _Keyword(topic.id, lang, topic.weight, order, topic.kind)
-                    stems = keyword_key(phrase, stem, "content")
+                    stems = keyword_key(phrase, stem, TopicKind.CONTENT)
                     for word in phrase:
                         self.vocabulary[word].add(lang)
                         self.keyword_words.add(word)
                     self.known_stems[lang].update(stems)
-                    if topic.kind == "crisis" and TOGETHER in keyword:
-                        parts = tuple(keyword_key(tuple(tokenize(part)), stem, "content")
+                    if topic.kind == TopicKind.CRISIS and TOGETHER in keyword:
+                        parts = tuple(keyword_key(tuple(tokenize(part)), stem, TopicKind.CONTENT)
                                       for part in keyword.split(TOGETHER))
                         parts = tuple(part for part in parts if part)
                         anchor = max((part[0] for part in parts), key=len)
                         self.crisis_together[lang][anchor].append((parts, entry))
-                    elif topic.kind == "crisis" and len(phrase) == 1:
+                    elif topic.kind == TopicKind.CRISIS and len(phrase) == 1:
                         # One word matches as typed (after typo correction): stems of single
                         # words reach too far ("matarme" and "matan", "lastimarme" and "lástima").
                         self.crisis_words[lang].setdefault(phrase[0], entry)
-                    elif topic.kind == "crisis":
+                    elif topic.kind == TopicKind.CRISIS:
                         self.crisis[lang].setdefault(stems, entry)
-                    elif topic.kind == "control":
+                    elif topic.kind == TopicKind.CONTROL:
                         self._add_command(phrase, entry)
                         if topic.inside and len(phrase) >= topic.inside:
                             self._add(self.phrases[lang], stems, entry)
@@ -259,7 +265,7 @@ class Understander:
                 words = tuple(tokenize(calm))
                 if words:
                     # setdefault: a phrase that is also a crisis keyword stays a crisis.
-                    key = keyword_key(words, stem, NOT_CRISIS)
+                    key = keyword_key(words, stem, TopicKind.CRISIS)  # by stems, as crisis keywords are
                     self.crisis[lang].setdefault(key, _Keyword(NOT_CRISIS, lang, 0.0, -1))
                     for word in words:  # known as typed, never "corrected" out of the phrase
                         self.vocabulary[word].add(lang)
@@ -351,7 +357,7 @@ class Understander:
         # other language ("comer" -> "come") must not flip it.
         lang = self.language(tokens) or self.language(words) or self._letter_hint(text)
         if not words:
-            return Understanding(EMPTY, None, lang)
+            return Understanding(Understood.EMPTY, None, lang)
         # Crisis words are looked for in the whole message, however long: the end of a long
         # message may be the part that matters most. Past MAX_TOKENS, words are not corrected.
         whole = words + every[MAX_TOKENS:]
@@ -359,7 +365,7 @@ class Understander:
         for code in self.languages:
             keyword = self._crisis(code, whole, every, stems[code])
             if keyword is not None:
-                return Understanding(CRISIS, "crisis", lang or keyword.lang, keyword.lang)
+                return Understanding(Understood.CRISIS, "crisis", lang or keyword.lang, keyword.lang)
 
         # Commands count only as typed: a corrected typo could unsubscribe ("quilt" -> quit,
         # "pasta" -> basta) or opt someone back in ("altp" -> alta) against their will.
@@ -369,9 +375,9 @@ class Understander:
         if control is not None:
             typed = text.strip().casefold()
             word = typed if tokens == [typed] else None
-            return Understanding(CONTROL, control.topic, lang or control.lang, control.lang, word=word)
+            return Understanding(Understood.CONTROL, control.topic, lang or control.lang, control.lang, word=word)
         if len(command) == 1 and command[0].isdigit():
-            return Understanding(NUMBER, None, lang, number=int(command[0]))
+            return Understanding(Understood.NUMBER, None, lang, number=int(command[0]))
 
         # Each language reads the message with its own stems; a topic keeps its best reading.
         scores: dict[str, float] = {}
@@ -392,7 +398,7 @@ class Understander:
                     phrases[topic] = sum(1 for keyword, _, _ in hits if keyword.topic == topic)
                     covered[topic] = sum(length for _, length, _ in hits)
         if not scores:
-            return Understanding(NOTHING, None, lang)
+            return Understanding(Understood.NOTHING, None, lang)
 
         def rank(topic: str) -> tuple[bool, float, float, int, int]:
             keyword, position = first[topic]
@@ -404,11 +410,11 @@ class Understander:
         best = max(scores, key=rank)
         keyword = first[best][0]
         unexplained = len(words) - covered[best]
-        if keyword.kind == "content" and keyword.weight < 1 and phrases[best] == 1 and unexplained >= UNEXPLAINED:
+        if keyword.kind == TopicKind.CONTENT and keyword.weight < 1 and phrases[best] == 1 and unexplained >= UNEXPLAINED:
             # A message that names the disease once among many words we have no keyword for
             # asks about something else ("can I keep my job with stage 4?"): the helpline's.
-            return Understanding(NOTHING, None, lang)
-        return Understanding(TOPIC, best, lang, keyword.lang)
+            return Understanding(Understood.NOTHING, None, lang)
+        return Understanding(Understood.TOPIC, best, lang, keyword.lang)
 
     def _crisis(self, code: str, words: list[str], typed: list[str], stems: list[str]) -> _Keyword | None:
         """The first crisis keyword of ``words`` in one language: a phrase by stems, or a

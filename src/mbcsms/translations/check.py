@@ -20,6 +20,7 @@ from ..catalog import (
     Catalog,
     CatalogError,
     SourceContent,
+    TopicKind,
     Translations,
     available_languages,
     catalog_path,
@@ -366,7 +367,7 @@ def check(locales: Path, lang: str | None = None, source_path: Path = CONTENT_FI
                     ))
                     continue
                 own.setdefault(phrase, (topic.id, word))
-                if topic.kind != "control":
+                if topic.kind != TopicKind.CONTROL:
                     continue
                 other = claimed.get(phrase)
                 if other is not None and other[0] != topic.id and other[1] != code:
