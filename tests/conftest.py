@@ -1,49 +1,23 @@
-"""Fixtures: a real app on a real SQLite file, and requests signed exactly the way Twilio signs."""
+"""Fixtures: a real app on a real SQLite file, and requests signed exactly the way Twilio signs
+(the helpers themselves are in tests/helpers.py)."""
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from twilio.request_validator import RequestValidator
 from werkzeug.test import TestResponse
 
 from mbcsms import create_app
 from mbcsms.catalog import Catalog
 from mbcsms.conversation import Conversation
+from tests.helpers import SendSms, app_env, post_signed
 
-# Hooks of the whole-suite scan for phone numbers in everything logged (tests/log_scan.py).
-from tests.log_scan import pytest_configure, pytest_runtest_logreport, pytest_sessionfinish  # noqa: F401
-
-AUTH_TOKEN = "test-auth-token-0123456789abcdef"
-SECRET = "test-secret-0123456789abcdef0123456789"
-PUBLIC_URL = "https://bot.example.org/sms"
-PATIENT = "+15550100001"
-
-_sids = itertools.count(1)
-
-
-def new_sid() -> str:
-    return f"SM{next(_sids):032d}"
-
-
-def sign(url: str, form: dict[str, str], token: str = AUTH_TOKEN) -> str:
-    return RequestValidator(token).compute_signature(url, form)
-
-
-def app_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {
-        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
-        "MBCSMS_SECRET": SECRET,
-        "MBCSMS_DB": str(tmp_path / "state.db"),
-        "DATABASE_URL": "",
-    }
-    env.update(extra)
-    return env
+# The whole-suite scan for phone numbers in everything logged.
+pytest_plugins = ["tests.log_scan"]
 
 
 @pytest.fixture(scope="session")
@@ -64,33 +38,6 @@ def app(tmp_path: Path) -> Flask:
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
-
-
-SendSms = Callable[..., TestResponse]
-
-
-def post_signed(client: FlaskClient, body: str | None = "hello", sender: str | None = PATIENT,
-                sid: str | None = None, url: str = PUBLIC_URL, token: str = AUTH_TOKEN,
-                extra: dict[str, str] | None = None) -> TestResponse:
-    """POST /sms as Twilio does behind a TLS-ending router: it signed the public https URL and
-    the router forwards plain http with X-Forwarded-Proto and the original Host."""
-    form = {"To": "+15550009999", "MessageSid": sid or new_sid(), "AccountSid": "AC" + "0" * 32}
-    if sender is not None:
-        form["From"] = sender
-    if body is not None:
-        form["Body"] = body
-    form.update(extra or {})
-    host = url.split("/")[2]
-    return client.post(
-        "/sms",
-        data=form,
-        base_url=f"http://{host}",
-        headers={
-            "X-Twilio-Signature": sign(url, form, token),
-            "X-Forwarded-Proto": url.split(":")[0],
-            "X-Forwarded-For": "203.0.113.5",
-        },
-    )
 
 
 @pytest.fixture

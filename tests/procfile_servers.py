@@ -14,9 +14,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from twilio.request_validator import RequestValidator
-
-from tests.conftest import AUTH_TOKEN, SECRET, new_sid
+from tests.helpers import AUTH_TOKEN, SECRET, new_sid, sign
 from tests.pg_server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,7 +102,7 @@ def send(server: Server, body: str, sender: str = SMS_SENDER, path: str = "/sms"
             "AccountSid": "AC" + "0" * 32}
     request = urllib.request.Request(
         url, data=urllib.parse.urlencode(form).encode(), method="POST",
-        headers={"X-Twilio-Signature": RequestValidator(AUTH_TOKEN).compute_signature(url, form),
+        headers={"X-Twilio-Signature": sign(url, form),
                  "Content-Type": "application/x-www-form-urlencoded"},
     )
     with urllib.request.urlopen(request, timeout=10) as response:

@@ -30,10 +30,9 @@ from werkzeug.test import TestResponse
 
 from mbcsms import create_app
 from tests import log_scan
-from tests.conftest import AUTH_TOKEN, PUBLIC_URL, app_env, new_sid, post_signed, sign
+from tests.helpers import AUTH_TOKEN, HELPLINE, PUBLIC_URL, app_env, new_sid, post_signed, sign
 from tests.procfile_servers import server_env, start, stop, wait_until_up
 
-HELPLINE = "1-877-465-6636"
 MAX_REPLY = 1600
 
 # Every number used below, for the log scan at the end. 555-01xx numbers are fictional.

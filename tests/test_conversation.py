@@ -7,8 +7,8 @@ import pytest
 from mbcsms.catalog import TopicKind
 from mbcsms.conversation import Conversation, RateLimit, SenderState
 from mbcsms.sms import count_segments
+from tests.helpers import HELPLINE
 
-HELPLINE = "1-877-465-6636"
 NOW = 1_800_000_000.0
 
 # Every topic a patient can ask about, in both languages: (message, topic, language).

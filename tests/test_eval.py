@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import HELPLINE
+
 HERE = Path(__file__).parent
 SHARED = HERE.parent.parent / "shared"
 DEV = SHARED / "eval" / "dev.jsonl"
 SCORER = SHARED / "tools" / "score_eval.py"
 DATA = HERE / "data"
 INDEPENDENT = sorted(DATA.glob("*_messages.jsonl"))
-HELPLINE = "1-877-465-6636"
 
 
 def mbcsms_executable() -> str:

@@ -6,6 +6,7 @@ import pytest
 
 from mbcsms import logs
 from tests import log_scan
+from tests.helpers import HELPLINE
 
 
 def test_the_scan_collects_the_app_log_lines() -> None:
@@ -26,7 +27,7 @@ def test_phone_numbers_are_found(text: str) -> None:
 @pytest.mark.parametrize("text", [
     '{"event": "reply", "sender": "6563796762", "latency_ms": 0.53}',  # a hash prefix of digits
     "{'sender': '1234567890', 'created': 2763884800.125, 'thread': 140234567890123}",
-    "call the helpline at 1-877-465-6636, or 911, or 988",
+    f"call the helpline at {HELPLINE}, or 911, or 988",
     '"time": "2026-11-23T08:03:52.993Z"', "MessageSid SM00000000000000000005550100001",
 ])
 def test_other_numbers_are_not_phone_numbers(text: str) -> None:

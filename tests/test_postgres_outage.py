@@ -17,7 +17,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from mbcsms import create_app
-from tests.conftest import app_env, post_signed
+from tests.helpers import app_env, post_signed
 from tests.pg_server import PgServer, throwaway_server
 from tests.twiml import messages, one_message
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tests.helpers import HELPLINE
 from tests.procfile_servers import is_silent, send, server_env, start, stop, wait_until_up
 
 NUMBERS = ("+15550107001", "+15550107002")
@@ -22,8 +23,8 @@ def test_conversation_state_through_the_procfile_server_and_a_restart(tmp_path: 
         assert "English" in send(server, "ENGLISH", english)
         assert "HER2-positive" in send(server, "HER2", english)
         help_en, help_es = send(server, "HELP", english), send(server, "AYUDA", spanish)
-        assert "1-877-465-6636" in help_en and "STOP" in help_en
-        assert "1-877-465-6636" in help_es and "PARAR" in help_es
+        assert HELPLINE in help_en and "STOP" in help_en
+        assert HELPLINE in help_es and "PARAR" in help_es
         assert is_silent(send(server, "STOP", english))
         assert is_silent(send(server, "HER2", english))
         assert "Welcome back" in send(server, "START", english)

@@ -11,7 +11,7 @@ from mbcsms import create_app
 from mbcsms.bot import Bot, Inbound, OptOutNotRecorded
 from mbcsms.conversation import Conversation
 from mbcsms.store.sqlite import SQLiteStore
-from tests.conftest import PATIENT, SECRET, app_env, new_sid, post_signed
+from tests.helpers import HELPLINE, PATIENT, SECRET, app_env, new_sid, post_signed
 from tests.twiml import messages, one_message
 
 SPANISH_HER2 = "HER2 positivo"
@@ -101,7 +101,7 @@ def test_rate_limit_through_the_webhook(tmp_path):
     client = create_app(app_env(tmp_path, MBCSMS_RATE_LIMIT="3")).test_client()
     bodies = [messages(post_signed(client, "HER2")) for _ in range(6)]
     assert [len(b) for b in bodies] == [1, 1, 1, 1, 0, 0]
-    assert "1-877-465-6636" in bodies[3][0]
+    assert HELPLINE in bodies[3][0]
     assert "988" in one_message(post_signed(client, "suicide"))
     assert [len(messages(post_signed(client, "HER2", sender="+15550100099")))] == [1]
 
@@ -192,22 +192,6 @@ def test_concurrent_senders_on_one_file_lose_no_opt_out(tmp_path):
     for thread in threads:
         thread.join()
     assert all(bots[0].answer(Inbound(s, "HER2", new_sid())).body is None for s in senders)
-
-
-def test_reply_from_uses_the_configured_store(tmp_path, monkeypatch):
-    from click.testing import CliRunner
-
-    from mbcsms.cli import main
-
-    monkeypatch.setenv("MBCSMS_SECRET", SECRET)
-    monkeypatch.setenv("MBCSMS_DB", str(tmp_path / "state.db"))
-    monkeypatch.delenv("DATABASE_URL", raising=False)
-    runner = CliRunner()
-    assert runner.invoke(main, ["reply", "--from", PATIENT, "ESPAÑOL"]).exit_code == 0
-    result = runner.invoke(main, ["reply", "--from", PATIENT, "HER2"])
-    assert SPANISH_HER2 in result.output
-    # Without --from each message is a new sender: English by default.
-    assert ENGLISH_HER2 in runner.invoke(main, ["reply", "HER2"]).output
 
 
 def test_a_retry_after_an_opt_out_sends_no_content(send):

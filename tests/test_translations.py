@@ -33,7 +33,7 @@ from mbcsms.conversation import Conversation, SenderState
 from mbcsms.sms import count_segments
 from mbcsms.translations import update
 from mbcsms.translations.check import check
-from tests.conftest import app_env
+from tests.helpers import app_env
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mbcsms import create_app
-from mbcsms.config import ConfigError
-from tests.conftest import AUTH_TOKEN, PUBLIC_URL, app_env, new_sid, post_signed, sign
+from tests.helpers import AUTH_TOKEN, PUBLIC_URL, app_env, new_sid, post_signed, sign
 from tests.twiml import messages, one_message
 
 
@@ -90,54 +89,6 @@ def test_stop_answers_an_empty_response(send):
 
 def test_healthz(client):
     assert client.get("/healthz").status_code == 200
-
-
-@pytest.mark.parametrize("missing", ["TWILIO_AUTH_TOKEN", "MBCSMS_SECRET"])
-def test_app_refuses_to_start_without_required_variable(tmp_path, missing, monkeypatch):
-    monkeypatch.delenv(missing, raising=False)
-    with pytest.raises(ConfigError) as error:
-        create_app(app_env(tmp_path, **{missing: ""}))
-    assert missing in str(error.value) and "\n" not in str(error.value)
-
-
-@pytest.mark.parametrize(("name", "value"), [("MBCSMS_PROXY_HOPS", "two"), ("MBCSMS_RATE_LIMIT", "0"),
-                                             ("DATABASE_URL", "mysql://x"), ("MBCSMS_SECRET", "short")])
-def test_bad_values_are_named(tmp_path, name, value):
-    with pytest.raises(ConfigError, match=name):
-        create_app(app_env(tmp_path, **{name: value}))
-
-
-def test_cli_reply_json_runs_the_same_pipeline():
-    from click.testing import CliRunner
-
-    from mbcsms.cli import main
-
-    result = CliRunner().invoke(main, ["reply", "--json"], input="HER2 positivo etapa 4\nSTOP\n")
-    assert result.exit_code == 0, result.output
-    import json
-
-    first, second = (json.loads(line) for line in result.output.splitlines())
-    assert first["topic"] == "her2" and first["lang"] == "es" and first["encoding"] == "UCS-2"
-    assert first["segments"] <= 4
-    assert second == {"topic": "stop", "lang": "en", "body": None, "segments": 0, "encoding": None}
-
-
-def test_settings_without_a_token_outside_dev_mode_are_refused(tmp_path):
-    from dataclasses import replace
-
-    from mbcsms.config import Settings
-
-    settings = Settings.from_env(app_env(tmp_path))
-    # Not even built: create_app can never be handed one.
-    for token in (None, "", "   "):
-        with pytest.raises(ConfigError, match="TWILIO_AUTH_TOKEN"):
-            replace(settings, twilio_auth_token=token)
-
-
-@pytest.mark.parametrize("name", ["PORT", "WEB_CONCURRENCY"])
-def test_bad_port_or_worker_count_is_named(tmp_path, name):
-    with pytest.raises(ConfigError, match=name):
-        create_app(app_env(tmp_path, **{name: "abc"}))
 
 
 def test_healthz_names_the_store_but_not_its_path(tmp_path):
