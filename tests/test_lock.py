@@ -28,6 +28,7 @@ PROJECT_PARENT = "mbcsms (pyproject.toml)"  # how uv's annotations name pyprojec
 class Pin:
     name: str
     version: Version
+    marker: str  # "" for every environment; else uv's fork ("python_full_version < '3.12'")
     line: str
     via: set[str] = field(default_factory=set)  # annotated parents, as written
 
@@ -35,12 +36,15 @@ class Pin:
 @dataclass
 class Lock:
     path: Path
-    pins: dict[str, Pin]
+    pins: dict[str, list[Pin]]  # one pin per name, or one per environment fork
     project_lines: list[str]  # unnamed requirements: the project itself ("." or ".[test]")
+
+    def via(self, name: str) -> set[str]:
+        return set().union(*(pin.via for pin in self.pins[name]))
 
 
 def parse_lock(path: Path) -> Lock:
-    pins: dict[str, Pin] = {}
+    pins: dict[str, list[Pin]] = {}
     project_lines: list[str] = []
     current: Pin | None = None
     for raw in path.read_text(encoding="utf-8").splitlines():
@@ -68,9 +72,12 @@ def parse_lock(path: Path) -> Lock:
             f"{path.name}: {stripped!r} is not an exact pin; {REFRESH}"
         )
         name = canonicalize_name(req.name)
-        assert name not in pins, f"{path.name}: {name} pinned twice; {REFRESH}"
-        current = Pin(name, Version(specs[0].version), stripped)
-        pins[name] = current
+        marker = str(req.marker) if req.marker else ""
+        assert all(pin.marker != marker for pin in pins.get(name, [])), (
+            f"{path.name}: {name} pinned twice for the same environment; {REFRESH}"
+        )
+        current = Pin(name, Version(specs[0].version), marker, stripped)
+        pins.setdefault(name, []).append(current)
     return Lock(path, pins, project_lines)
 
 
@@ -104,11 +111,12 @@ def unmet(lock: Lock, wanted: list[Requirement]) -> list[str]:
     """pyproject dependencies the lock does not pin, or pins outside their specifier."""
     problems = []
     for req in wanted:
-        pin = lock.pins.get(canonicalize_name(req.name))
-        if pin is None:
+        pins = lock.pins.get(canonicalize_name(req.name), [])
+        if not pins:
             problems.append(f"{req} is not pinned")
-        elif not req.specifier.contains(pin.version, prereleases=True):
-            problems.append(f"{req} but the lock pins {pin.line}")
+        for pin in pins:
+            if not req.specifier.contains(pin.version, prereleases=True):
+                problems.append(f"{req} but the lock pins {pin.line}")
     return problems
 
 
@@ -121,16 +129,16 @@ def unasked(lock: Lock, wanted: list[Requirement]) -> list[str]:
     something pyproject dropped.
     """
     asked = {canonicalize_name(r.name) for r in wanted}
-    top_level = {name for name, pin in lock.pins.items() if PROJECT_PARENT in pin.via}
+    top_level = {name for name in lock.pins if PROJECT_PARENT in lock.via(name)}
     problems = [f"{name} pinned for the project" for name in sorted(top_level - asked)]
     needed = asked & set(lock.pins)
     changed = True
     while changed:
         changed = False
-        for name, pin in lock.pins.items():
+        for name in lock.pins:
             if name in needed:
                 continue
-            parents = {canonicalize_name(p) for p in pin.via if re.fullmatch(r"[A-Za-z0-9._-]+", p)}
+            parents = {canonicalize_name(p) for p in lock.via(name) if re.fullmatch(r"[\w.-]+", p)}
             if parents & needed:
                 needed.add(name)
                 changed = True
@@ -166,10 +174,14 @@ def test_the_test_lock_holds_exactly_the_runtime_pins() -> None:
     """CI tests the versions that production runs."""
     runtime = parse_lock(RUNTIME).pins
     test = parse_lock(TEST).pins
+
+    def versions(pins: list[Pin]) -> set[tuple[str, str]]:
+        return {(str(pin.version), pin.marker) for pin in pins}
+
     differ = [
-        f"{name} {runtime[name].version} vs {test[name].version if name in test else 'missing'}"
-        for name in runtime
-        if name not in test or test[name].version != runtime[name].version
+        f"{name}: {sorted(versions(pins))} vs {sorted(versions(test.get(name, [])))}"
+        for name, pins in runtime.items()
+        if versions(pins) != versions(test.get(name, []))
     ]
     assert not differ, f"requirements-test.txt differs from requirements.txt: {differ}; {REFRESH}"
 
@@ -193,17 +205,21 @@ def test_the_checks_catch_a_stale_lock(tmp_path: Path) -> None:
         "leftpad==1.0\n    # via mbcsms (pyproject.toml)\n"
         "leftpad-helper==0.1 ; sys_platform == 'win32'\n"
         "    # via\n    #   -c requirements.txt\n    #   leftpad\n"
+        "numpy==2.4.6 ; python_full_version < '3.12'\n    # via mbcsms (pyproject.toml)\n"
+        "numpy==2.5.5 ; python_full_version >= '3.12'\n    # via mbcsms (pyproject.toml)\n"
         ".\n    # this project\n",
         encoding="utf-8",
     )
     lock = parse_lock(stale)
     assert lock.project_lines == ["."]
-    assert lock.pins["leftpad-helper"].via == {"-c requirements.txt", "leftpad"}
-    wanted = [Requirement("Flask>=3.0"), Requirement("textstat==0.7.3")]
+    assert lock.via("leftpad-helper") == {"-c requirements.txt", "leftpad"}
+    assert [str(pin.version) for pin in lock.pins["numpy"]] == ["2.4.6", "2.5.5"]
+    wanted = [Requirement("Flask>=3.0"), Requirement("textstat==0.7.3"), Requirement("numpy>=2.5")]
     assert unmet(lock, wanted) == [
         "Flask>=3.0 but the lock pins flask==2.3.0",
         "textstat==0.7.3 is not pinned",
+        "numpy>=2.5 but the lock pins numpy==2.4.6 ; python_full_version < '3.12'",
     ]
     assert unasked(lock, wanted) == ["leftpad pinned for the project", "leftpad-helper needed by nothing"]
-    fresh = [Requirement("flask>=2.3"), Requirement("leftpad")]
+    fresh = [Requirement("flask>=2.3"), Requirement("leftpad"), Requirement("numpy>=2.4")]
     assert unmet(lock, fresh) == [] and unasked(lock, fresh) == []
