@@ -65,7 +65,9 @@ def parse_lock(path: Path) -> Lock:
         if stripped.startswith((".", "-e ", "-e.")):
             project_lines.append(stripped)
             continue
-        assert not stripped.startswith("-"), f"{path.name}: unexpected option {stripped!r}; {REFRESH}"
+        assert not stripped.startswith("-"), (
+            f"{path.name}: unexpected option {stripped!r}; {REFRESH}"
+        )
         req = Requirement(stripped)
         specs = list(req.specifier)
         assert len(specs) == 1 and specs[0].operator == "==", (
@@ -142,7 +144,8 @@ def unasked(lock: Lock, wanted: list[Requirement]) -> list[str]:
             if parents & needed:
                 needed.add(name)
                 changed = True
-    problems += [f"{name} needed by nothing" for name in sorted(set(lock.pins) - needed - top_level)]
+    orphans = sorted(set(lock.pins) - needed - top_level)
+    problems += [f"{name} needed by nothing" for name in orphans]
     return problems
 
 
@@ -164,7 +167,9 @@ def test_nothing_pinned_that_pyproject_no_longer_asks_for(which: int) -> None:
 
 def test_the_locks_install_the_project_itself() -> None:
     """The PaaS build installs only what requirements.txt names: the app must be in it."""
-    assert parse_lock(RUNTIME).project_lines == ["."], f"requirements.txt must end with '.'; {REFRESH}"
+    assert parse_lock(RUNTIME).project_lines == ["."], (
+        f"requirements.txt must end with '.'; {REFRESH}"
+    )
     assert parse_lock(TEST).project_lines == [".[test]"], (
         f"requirements-test.txt must end with '.[test]'; {REFRESH}"
     )
@@ -220,6 +225,9 @@ def test_the_checks_catch_a_stale_lock(tmp_path: Path) -> None:
         "textstat==0.7.3 is not pinned",
         "numpy>=2.5 but the lock pins numpy==2.4.6 ; python_full_version < '3.12'",
     ]
-    assert unasked(lock, wanted) == ["leftpad pinned for the project", "leftpad-helper needed by nothing"]
+    assert unasked(lock, wanted) == [
+        "leftpad pinned for the project",
+        "leftpad-helper needed by nothing",
+    ]
     fresh = [Requirement("flask>=2.3"), Requirement("leftpad"), Requirement("numpy>=2.4")]
     assert unmet(lock, fresh) == [] and unasked(lock, fresh) == []
