@@ -331,12 +331,26 @@ PT_ANSWERS = {
     "atuam no HER2. É um dos tipos mais tratáveis. (artigo HER2)",
     "support": "A Komen tem um grupo fechado no Facebook para pessoas com câncer de mama "
     "metastático e seus entes queridos. (Komen, 2021)",
-    "helpline": "Linha de ajuda Komen: {helpline}, seg-sex 9h-22h ET, em inglês e espanhol. "
-    "Ligue para perguntas sobre efeitos colaterais, estudos clínicos ou seguro.",
+    "helpline": "Linha de ajuda Komen: {helpline}, em inglês e espanhol. Atende um especialista ou "
+    "assistente social de oncologia. {hours}",
     "fallback": "Desculpe, não sei responder isso aqui. Ligue para a linha de ajuda Komen: "
-    "{helpline}. Envie MENU para ver os temas.",
-    "rate_limit": "Você enviou muitas mensagens; vou fazer uma pausa de alguns minutos. Linha de "
-    "ajuda Komen: {helpline}. Em uma emergência, ligue para o 911.",
+    "{helpline}. {hours} Envie MENU para ver os temas.",
+    "rate_limit": "Você enviou muitas mensagens; vou fazer uma pausa de alguns minutos. Em uma "
+    "emergência, ligue para o 911. Linha de ajuda Komen: {helpline}. {hours}",
+    "hours_open": "Costuma estar aberta agora (seg-sex 9h-22h ET).",
+    "hours_closed": "Costuma estar fechada agora; abre {opens}. Se for urgente, ligue para o 911 ou "
+    "mande mensagem para o 988.",
+    "welcome": "Bem-vinda à Linha MBC: informações sobre câncer de mama metastático (Komen e "
+    "Healthwise). Uma resposta por mensagem enviada. Envie MENU para temas, AJUDA para ajuda, "
+    "PARAR para sair. Podem ser cobradas tarifas de mensagens e dados.",
+    "thanks": "De nada! Envie MENU quando quiser para ver os temas.",
+    "ack": "OK. Envie MENU quando quiser para ver os temas.",
+    "goodbye": "Cuide-se. Envie MENU quando quiser para ver os temas.",
+    "human_check": "Esta é uma linha automática, não uma pessoa, com informações da Komen e da "
+    "Healthwise. Para falar com uma pessoa, ligue para a linha de ajuda Komen: {helpline}.",
+    "feelings": "Sinto muito que você esteja passando por isso.",
+    "feelings_question": "Sinto muito que você esteja com medo. Para apoio, envie 9.",
+    "media": "Desculpe, este serviço só lê texto. Escreva sua pergunta.",
 }
 PT_TITLES = {
     "about": "O que é", "spread": "Onde se espalha", "stats": "Quantas pessoas",
