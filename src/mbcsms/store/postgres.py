@@ -111,7 +111,7 @@ def session_settings(timeout: float) -> tuple[str, ...]:
 PRUNE_EVERY = 200  # as in the SQLite store: an occasional DELETE keeps "a day" true
 
 # psycopg_pool logs every failed reconnection attempt as plain text on stderr; our own JSON
-# events (store_failed_answered_anyway, health_failed) already say the database is down.
+# events (store_breaker_opened, health_failed) already say the database is down.
 logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
 
 T = TypeVar("T")
