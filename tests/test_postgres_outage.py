@@ -1,8 +1,9 @@
 """The database goes away and comes back while the app keeps running.
 
-Patients still get content during the outage; an opt-out is refused with 503 (so Twilio retries)
-rather than lost; /healthz says what is wrong; and once the server is back, the same app (its
-pools reconnect by themselves) records opt-outs again.
+Issue 14's rule: during the outage content goes only to senders this server can be sure have not
+opted out (its fresh mirror); an opt-out is honoured at once and kept on local disk, then written
+to the database when it is back; /healthz says what is wrong; and once the server is back, the
+same app (its pools reconnect by themselves) records opt-outs again.
 """
 
 from __future__ import annotations
@@ -66,30 +67,32 @@ def wait_for_health(client: FlaskClient, status: int, within: float = 20.0) -> N
 def test_an_outage_and_a_recovery_without_restarting_the_app(
     server: PgServer, tmp_path: Path, collected: Collected
 ) -> None:
-    app = create_app(app_env(tmp_path, DATABASE_URL=server.url()))
+    app = create_app(app_env(tmp_path, DATABASE_URL=server.url(), MBCSMS_LOCAL_STATE=str(tmp_path / "l.db")))
     client = app.test_client()
     assert client.get("/healthz").status_code == 200
     assert "HER2" in one_message(post_signed(client, "HER2"))
+    assert app.extensions["mbcsms"].sync_mirror()
 
     server.stop()
 
-    # A question is still answered with content.
+    # A sender the fresh mirror knows has not opted out is still answered with content.
     assert "HER2" in one_message(post_signed(client, "HER2"))
-    assert "store_failed_answered_anyway" in collected.events()
-    # An opt-out that cannot be stored is refused, so Twilio delivers it again later.
+    assert "store_breaker_opened" in collected.events()
+    # An opt-out is honoured at once and kept locally: never a 503, never lost.
     stop_sid = "SM" + "7" * 32
-    refused = post_signed(client, "STOP", sid=stop_sid)
-    assert refused.status_code == 503
-    assert "opt_change_not_recorded" in collected.events()
+    assert messages(post_signed(client, "STOP", sid=stop_sid)) == []
+    assert messages(post_signed(client, "HER2")) == []
+    assert "opt_change_kept_locally" in collected.events()
     health = client.get("/healthz")
     assert health.status_code == 503
     reason = health.get_data(as_text=True)
-    assert reason.strip() == "store unavailable: postgresql" and len(reason) < 300
+    assert reason.startswith("store unavailable: postgresql (breaker ") and len(reason) < 300
 
     server.start()
 
     wait_for_health(client, 200)
-    # Twilio's retry of the same STOP is now recorded, and the bot falls silent.
+    assert "opt_changes_flushed" in collected.events()
+    # Twilio's retry of the same STOP gets the same answer, and the bot stays silent.
     assert messages(post_signed(client, "STOP", sid=stop_sid)) == []
     assert messages(post_signed(client, "HER2")) == []
     assert not (tmp_path / "state.db").exists()  # never fell back to SQLite
@@ -97,10 +100,12 @@ def test_an_outage_and_a_recovery_without_restarting_the_app(
 
 def test_the_app_starts_while_the_database_is_down(server: PgServer, tmp_path: Path, collected: Collected) -> None:
     server.stop()
-    app = create_app(app_env(tmp_path, DATABASE_URL=server.url()))
+    app = create_app(app_env(tmp_path, DATABASE_URL=server.url(), MBCSMS_LOCAL_STATE=str(tmp_path / "l.db")))
     client = app.test_client()
     assert "store_schema_deferred" in collected.events()
-    assert "HER2" in one_message(post_signed(client, "HER2"))
+    # Started during the outage, with no mirror: nothing but crisis replies until the store returns.
+    assert messages(post_signed(client, "HER2")) == []
+    assert "988" in one_message(post_signed(client, "I want to kill myself"))
     assert client.get("/healthz").status_code == 503
 
     server.start()

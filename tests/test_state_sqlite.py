@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 
 import pytest
 
@@ -139,11 +140,16 @@ def _bot(path, timeout_ms: int = 5000) -> Bot:
     from mbcsms.catalog import Catalog
 
     logs.configure()
-    return Bot(Conversation(Catalog.load()), SQLiteStore(path, busy_timeout_ms=timeout_ms), SECRET)
+    return Bot(Conversation(Catalog.load()), SQLiteStore(path, busy_timeout_ms=timeout_ms), SECRET,
+               timeout=timeout_ms / 1000)
 
 
 @pytest.mark.parametrize("damage", ["corrupt", "missing_directory", "locked"])
-def test_store_failure_still_answers_questions_but_never_drops_an_opt_out(tmp_path, damage, capsys):
+def test_store_failure_never_drops_an_opt_out_nor_sends_content_it_cannot_vouch_for(tmp_path, damage, capsys):
+    # Issue 14 changed the rule: content goes out only when the sender's flag can be read (the
+    # lock case: WAL readers are not blocked); an opt-out is kept on local disk, or refused.
+    from mbcsms.store.local import LocalState
+
     path = tmp_path / "state.db"
     blocker = None
     if damage == "corrupt":
@@ -151,29 +157,39 @@ def test_store_failure_still_answers_questions_but_never_drops_an_opt_out(tmp_pa
     elif damage == "missing_directory":
         path = tmp_path / "no-such-dir" / "state.db"
     else:
+        _bot(path).answer(Inbound(PATIENT, "hola", new_sid()))  # the file exists, the flag is clear
         blocker = sqlite3.connect(path, isolation_level=None)
-        blocker.execute("PRAGMA journal_mode = WAL")
-        blocker.execute("CREATE TABLE hold (x)")
-        blocker.execute("BEGIN EXCLUSIVE")
+        blocker.execute("BEGIN IMMEDIATE")
     bot = _bot(path, timeout_ms=50)
+    bot.local = LocalState(tmp_path / "local.db")
     answer = bot.answer(Inbound(PATIENT, "que es her2", new_sid()))
-    assert answer.topic == "her2" and answer.lang == "es" and answer.body
-    with pytest.raises(OptOutNotRecorded):
-        bot.answer(Inbound(PATIENT, "STOP", new_sid()))
+    if damage == "locked":
+        assert answer.topic == "her2" and answer.lang == "es" and answer.body
+    else:
+        assert answer.body is None and answer.topic == "withheld"
+    assert bot.answer(Inbound(PATIENT, "PARAR", new_sid())).topic == "stop"
+    assert bot.answer(Inbound(PATIENT, "HER2", new_sid())).body is None  # honoured at once
     logged = capsys.readouterr().out
-    assert "store_failed_answered_anyway" in logged and "opt_change_not_recorded" in logged
+    assert "store_breaker_opened" in logged and "opt_change_kept_locally" in logged
     if blocker is not None:
         blocker.execute("ROLLBACK")
-        # Once the lock is gone the same bot records the opt-out.
-        bot.answer(Inbound(PATIENT, "STOP", new_sid()))
+        # Once the lock is gone (and the breaker's pause is over) the opt-out is in the store.
+        time.sleep(5.1)
+        assert bot.health() is None
+        with sqlite3.connect(path) as connection:
+            assert connection.execute("SELECT opted_out FROM senders").fetchall() == [(1,)]
         assert bot.answer(Inbound(PATIENT, "HER2", new_sid())).body is None
+    else:
+        bot.local = None  # 503 only when even the local file cannot keep it
+        with pytest.raises(OptOutNotRecorded):
+            bot.answer(Inbound("+15550100077", "STOP", new_sid()))
 
 
 def test_store_failure_through_the_webhook(tmp_path):
     (tmp_path / "state.db").write_bytes(b"garbage" * 1000)
     client = create_app(app_env(tmp_path)).test_client()
-    assert ENGLISH_HER2 in one_message(post_signed(client, "HER2"))
-    assert post_signed(client, "STOP").status_code == 503
+    assert messages(post_signed(client, "HER2")) == []  # the flag cannot be read: no content
+    assert "ALTA" in one_message(post_signed(client, "PARAR"))  # kept in state.db-local
     assert client.get("/healthz").status_code == 503
 
 

@@ -95,7 +95,7 @@ def test_healthz_names_the_store_but_not_its_path(tmp_path):
     (tmp_path / "state.db").write_bytes(b"garbage" * 1000)
     response = create_app(app_env(tmp_path)).test_client().get("/healthz")
     assert response.status_code == 503
-    assert response.get_data(as_text=True).strip() == "store unavailable: sqlite"
+    assert response.get_data(as_text=True).strip() == "store unavailable: sqlite (breaker open)"
 
 
 def test_an_oversized_request_is_refused_before_it_is_read(client):

@@ -10,7 +10,7 @@ from twilio.request_validator import RequestValidator
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import logs
-from .bot import build_bot
+from .bot import Bot, build_bot
 from .config import Settings, environment
 from .store import StateStore, StoreError
 
@@ -30,6 +30,8 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
     _add_webhook(app)
     _trust_proxies(app, settings.proxy_hops)
     _check_store(bot.store)
+    _check_local_state(bot)
+    bot.start_background()
     logs.event("started", store=bot.store.name)
     return app
 
@@ -40,14 +42,18 @@ def _flask_app(settings: Settings) -> Flask:
     # read. Twilio's own requests are a few kilobytes.
     app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
     app.config["MBCSMS_SETTINGS"] = settings
-    app.config["MBCSMS_VALIDATOR"] = _signature_validator(settings)
+    app.config["MBCSMS_VALIDATORS"] = _signature_validators(settings)
     return app
 
 
-def _signature_validator(settings: Settings) -> RequestValidator | None:
+def _signature_validators(settings: Settings) -> tuple[RequestValidator, ...] | None:
     """Twilio's signature check, keyed with the Auth Token (which Settings guarantees outside dev
-    mode). Only `mbcsms serve --dev` (127.0.0.1) runs without one."""
-    return None if settings.dev else RequestValidator(settings.twilio_auth_token)
+    mode), and with TWILIO_SECONDARY_AUTH_TOKEN too during a token rotation. Only
+    `mbcsms serve --dev` (127.0.0.1) runs without one."""
+    if settings.dev:
+        return None
+    tokens = (settings.twilio_auth_token, settings.twilio_secondary_auth_token)
+    return tuple(RequestValidator(token) for token in tokens if token)
 
 
 def _add_webhook(app: Flask) -> None:
@@ -63,10 +69,23 @@ def _trust_proxies(app: Flask, hops: int) -> None:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)  # type: ignore[method-assign]
 
 
+def _check_local_state(bot: Bot) -> None:
+    """Opt changes taken during an outage are kept in a local file: say so at start if it cannot
+    be written (they would then be refused with 503 during an outage)."""
+    from .store.local import LocalStateError
+
+    if bot.local is None:
+        return
+    try:
+        bot.local.has_pending()
+    except LocalStateError as error:
+        logs.event("local_state_unavailable", logging.ERROR, reason=str(error)[:200])
+
+
 def _check_store(store: StateStore) -> None:
     try:
         store.check()
     except StoreError as error:
-        # Not fatal: questions are still answered and the store is tried again on each message;
-        # /healthz says 503 until it answers.
+        # Not fatal: crisis replies (and replies the bot can be sure of) still go out and the
+        # store is tried again; /healthz says 503 until it answers.
         logs.event("store_unavailable_at_start", logging.ERROR, reason=str(error)[:200])

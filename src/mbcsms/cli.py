@@ -8,6 +8,8 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import click
@@ -18,6 +20,8 @@ from .conversation import Reply, SenderState
 
 if TYPE_CHECKING:
     from flask import Flask
+
+    from .store import StateStore
 
 
 @click.group()
@@ -135,22 +139,92 @@ def wsgi_app() -> Flask:
 
 @main.command()
 def migrate() -> None:
-    """Create the database tables (the Procfile's release phase); safe to run any number of times."""
+    """Create or upgrade the database schema (the Procfile's release phase); safe to run any
+    number of times, and by several machines at once."""
+    from .store import StoreError
+
+    with _store(Settings.for_store) as store:
+        try:
+            ready = store.migrate()
+        except StoreError as error:
+            raise click.ClickException(str(error)) from None
+    click.echo(f"mbcsms: {ready}")
+
+
+DEFAULT_INACTIVE_DAYS = 365
+
+
+@main.command()
+@click.option(
+    "--inactive-days", type=click.IntRange(min=1), default=DEFAULT_INACTIVE_DAYS, show_default=True,
+    help="Delete senders with no message for this many days (never one who opted out).",
+)
+def purge(inactive_days: int) -> None:
+    """Retention: delete inactive senders (never an opted-out one: their opt-out is honoured
+    forever) and answered message ids older than a day. Schedule it daily (docs/deploy.md)."""
+    from .store import StoreError
+
+    with _store(Settings.for_store) as store:
+        try:
+            store.migrate()
+            senders, answered = store.purge(time.time(), inactive_days * 86400.0)
+        except StoreError as error:
+            raise click.ClickException(str(error)) from None
+    click.echo(f"mbcsms: purged {senders} senders inactive for {inactive_days}+ days and {answered} old message ids")
+
+
+@main.command()
+def keys() -> None:
+    """How many sender rows each secret still holds: MBCSMS_SECRET and each of
+    MBCSMS_PREVIOUS_SECRETS. An old secret can leave the list once it holds none."""
+    from .senders import key_id
+    from .store import StoreError
+
+    try:
+        settings = Settings.for_keys()
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from None
+    with _store(lambda: settings) as store:
+        try:
+            store.migrate()
+            counts = {count.key_id: count for count in store.key_counts()}
+        except StoreError as error:
+            raise click.ClickException(str(error)) from None
+    listed = [("MBCSMS_SECRET", settings.secret)] + [
+        (f"MBCSMS_PREVIOUS_SECRETS #{n}", secret) for n, secret in enumerate(settings.previous_secrets, 1)
+    ]
+    for name, secret in listed:
+        found = counts.pop(key_id(secret), None)
+        held, opted_out = (found.senders, found.opted_out) if found else (0, 0)
+        click.echo(f"{name} (key id {key_id(secret)}): {held} senders, {opted_out} opted out")
+    unknown = counts.pop(None, None)
+    if unknown is not None:
+        click.echo(
+            f"from before key ids were stored: {unknown.senders} senders, {unknown.opted_out} opted out"
+            " (re-keyed when next seen; keep every secret they may be under listed)"
+        )
+    for other in counts.values():
+        click.echo(f"a secret not listed (key id {other.key_id}): {other.senders} senders, "
+                   f"{other.opted_out} opted out")
+
+
+@contextmanager
+def _store(settings_of: Callable[[], Settings]) -> Iterator[StateStore]:
+    """The configured store, opened for a command and closed after it."""
     from .store import StoreError, open_store
 
     try:
-        settings = Settings.for_store()  # the release phase needs only the database
+        settings = settings_of()
     except ConfigError as error:
         raise click.ClickException(str(error)) from None
     try:
         store = open_store(settings.database_url, settings.sqlite_path, prepare=False)
-        try:
-            ready = store.migrate()
-        finally:
-            store.close()
     except StoreError as error:
         raise click.ClickException(str(error)) from None
-    click.echo(f"mbcsms: {ready}")
+    try:
+        yield store
+    finally:
+        store.close()
 
 
 from .translations.cli import translations  # noqa: E402  (the staff's catalog commands)

@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 DEFAULT_DB = "mbcsms.db"
 DEV_SECRET = "mbcsms-dev-only-not-secret"
@@ -49,6 +50,15 @@ class Settings:
     dev: bool = False  # `serve --dev`, and the commands that answer no request: signatures not checked
     port: int = 5000
     web_concurrency: int = 2
+    # Rotation: older MBCSMS_SECRET values still looked up (and re-keyed), newest first.
+    previous_secrets: tuple[str, ...] = ()
+    twilio_secondary_auth_token: str | None = None
+    # Outages: how long a request may wait on the store, how long the breaker stays open, and how
+    # old the local mirror of opt-outs (PostgreSQL) may be when the store fails.
+    store_timeout_seconds: float = 1.0
+    store_retry_seconds: float = 5.0
+    mirror_max_age_seconds: float = 5.0
+    local_state: Path | None = None  # MBCSMS_LOCAL_STATE; None: see local_state_path()
 
     def __post_init__(self) -> None:
         if self.dev:
@@ -67,6 +77,20 @@ class Settings:
         if len(self.secret) < MIN_SECRET_LENGTH:
             raise ConfigError(f"MBCSMS_SECRET is too short: use at least {MIN_SECRET_LENGTH} characters")
 
+    def local_state_path(self) -> Path:
+        """The local file of this server (opt changes taken during an outage, and the mirror of
+        opt-outs for PostgreSQL): MBCSMS_LOCAL_STATE, else beside the SQLite file (a persistent
+        disk), else in the temp directory, named after a hash of DATABASE_URL."""
+        if self.local_state is not None:
+            return self.local_state
+        if not self.database_url:
+            return self.sqlite_path.with_name(self.sqlite_path.name + "-local")
+        import hashlib
+        import tempfile
+
+        digest = hashlib.sha256(self.database_url.encode()).hexdigest()[:16]
+        return Path(tempfile.gettempdir()) / f"mbcsms-local-{digest}.db"
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, dev: bool = False) -> Settings:
         """Everything the web app and gunicorn use (``create_app``, ``mbcsms serve``), all checked.
@@ -82,9 +106,12 @@ class Settings:
             raise ConfigError(f"PORT must be a port number, not {port}")
         web_concurrency = _integer(env, "WEB_CONCURRENCY", 2, minimum=1)
         rate_limit, rate_window_seconds = _rate_limit(env)
+        secret = _text(env, "MBCSMS_SECRET") or DEV_SECRET
         return cls(
             twilio_auth_token=_text(env, "TWILIO_AUTH_TOKEN") or None,
-            secret=_text(env, "MBCSMS_SECRET") or DEV_SECRET,
+            twilio_secondary_auth_token=_text(env, "TWILIO_SECONDARY_AUTH_TOKEN") or None,
+            secret=secret,
+            previous_secrets=_previous_secrets(env, secret),
             database_url=database_url,
             sqlite_path=sqlite_path,
             proxy_hops=_integer(env, "MBCSMS_PROXY_HOPS", 1, minimum=0),
@@ -95,6 +122,7 @@ class Settings:
             dev=dev,
             port=port,
             web_concurrency=web_concurrency,
+            **_outage(env),
         )
 
     @classmethod
@@ -113,6 +141,7 @@ class Settings:
         return cls(
             secret=secret, database_url=database_url, sqlite_path=sqlite_path, rate_limit=rate_limit,
             rate_window_seconds=rate_window_seconds, locales=_locales(env), dev=True,
+            previous_secrets=_previous_secrets(env, secret), **_outage(env),
         )
 
     @classmethod
@@ -120,6 +149,17 @@ class Settings:
         """`mbcsms migrate` (the release phase): the database only."""
         database_url, sqlite_path = _store(environment() if env is None else env)
         return cls(database_url=database_url, sqlite_path=sqlite_path, dev=True)
+
+    @classmethod
+    def for_keys(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """`mbcsms keys`: the database, MBCSMS_SECRET and MBCSMS_PREVIOUS_SECRETS."""
+        env = environment() if env is None else env
+        secret = _text(env, "MBCSMS_SECRET")
+        if len(secret) < MIN_SECRET_LENGTH:
+            raise ConfigError(f"MBCSMS_SECRET is not set (or shorter than {MIN_SECRET_LENGTH} characters)")
+        database_url, sqlite_path = _store(env)
+        return cls(secret=secret, previous_secrets=_previous_secrets(env, secret),
+                   database_url=database_url, sqlite_path=sqlite_path, dev=True)
 
     @classmethod
     def for_catalogs(cls, env: Mapping[str, str] | None = None, *, must_exist: bool = True) -> Settings:
@@ -146,6 +186,46 @@ def _rate_limit(env: Mapping[str, str]) -> tuple[int, float]:
         _integer(env, "MBCSMS_RATE_LIMIT", 20, minimum=1),
         float(_integer(env, "MBCSMS_RATE_WINDOW", 600, minimum=1)),
     )
+
+
+def _previous_secrets(env: Mapping[str, str], current: str) -> tuple[str, ...]:
+    raw = env.get("MBCSMS_PREVIOUS_SECRETS", "")
+    secrets = tuple(part.strip() for part in raw.split(",") if part.strip())
+    for secret in secrets:
+        # Never echo a secret: say which one, by position.
+        position = secrets.index(secret) + 1
+        if len(secret) < MIN_SECRET_LENGTH:
+            raise ConfigError(
+                f"MBCSMS_PREVIOUS_SECRETS: secret #{position} is shorter than {MIN_SECRET_LENGTH} characters"
+            )
+        if secret == current:
+            raise ConfigError(f"MBCSMS_PREVIOUS_SECRETS: secret #{position} is the current MBCSMS_SECRET")
+    if len(set(secrets)) != len(secrets):
+        raise ConfigError("MBCSMS_PREVIOUS_SECRETS lists the same secret twice")
+    return secrets
+
+
+def _outage(env: Mapping[str, str]) -> dict[str, Any]:
+    local = _text(env, "MBCSMS_LOCAL_STATE")
+    return {
+        "store_timeout_seconds": _seconds(env, "MBCSMS_STORE_TIMEOUT", 1.0, 0.05, 10.0),
+        "store_retry_seconds": _seconds(env, "MBCSMS_STORE_RETRY_SECONDS", 5.0, 0.1, 600.0),
+        "mirror_max_age_seconds": _seconds(env, "MBCSMS_MIRROR_MAX_AGE", 5.0, 1.0, 3600.0),
+        "local_state": Path(local) if local else None,
+    }
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float, minimum: float, maximum: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, not {raw!r}") from None
+    if not minimum <= value <= maximum:  # also refuses nan
+        raise ConfigError(f"{name} must be between {minimum:g} and {maximum:g} seconds, not {raw}")
+    return value
 
 
 def _locales(env: Mapping[str, str], *, must_exist: bool = True) -> Path | None:

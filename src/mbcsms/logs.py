@@ -14,7 +14,10 @@ import time
 LOGGER_NAME = "mbcsms"
 logger = logging.getLogger(LOGGER_NAME)
 
-ALLOWED_FIELDS = ("topic", "lang", "latency_ms", "sender", "status", "reason", "store", "segments", "retry")
+ALLOWED_FIELDS = (
+    "topic", "lang", "latency_ms", "sender", "status", "reason", "store", "segments", "retry",
+    "count", "outage_seconds", "version", "breaker",
+)
 
 
 class JsonFormatter(logging.Formatter):

@@ -16,7 +16,6 @@ from twilio.twiml.messaging_response import MessagingResponse
 from . import logs
 from .bot import Bot, Inbound, OptOutNotRecorded
 from .conversation import Reply
-from .store import StoreError
 
 blueprint = Blueprint("webhook", __name__)
 
@@ -28,9 +27,15 @@ def bot() -> Bot:
     return current_app.extensions["mbcsms"]
 
 
-def signature_is_valid(validator: RequestValidator | None) -> bool:
-    if validator is None:  # `mbcsms serve --dev` only, bound to 127.0.0.1
+def signature_is_valid(validators: tuple[RequestValidator, ...] | None) -> bool:
+    """Signed with the Auth Token, or during a rotation with the secondary one
+    (TWILIO_SECONDARY_AUTH_TOKEN)."""
+    if validators is None:  # `mbcsms serve --dev` only, bound to 127.0.0.1
         return True
+    return any(_signed_with(validator) for validator in validators)
+
+
+def _signed_with(validator: RequestValidator) -> bool:
     signature = request.headers.get("X-Twilio-Signature")
     if not signature:
         return False
@@ -82,7 +87,7 @@ def twiml(reply: Reply | None) -> Response:
 
 @blueprint.post("/sms")
 def sms() -> Response:
-    if not signature_is_valid(current_app.config["MBCSMS_VALIDATOR"]):
+    if not signature_is_valid(current_app.config["MBCSMS_VALIDATORS"]):
         logs.event("signature_rejected", logging.WARNING, status=403)
         return Response("Forbidden\n", status=403, content_type="text/plain")
     inbound = Inbound(
@@ -99,12 +104,15 @@ def sms() -> Response:
 
 @blueprint.get("/healthz")
 def healthz() -> Response:
-    try:
-        bot().store.check()
-    except StoreError as error:
-        logs.event("health_failed", logging.ERROR, status=503, reason=str(error)[:200])
-        # Which store, not why: the detail (a path, a host) is for the logs, not for whoever
-        # polls this URL.
-        which = str(error).partition(":")[0]
-        return Response(f"store unavailable: {which}\n", status=503, content_type="text/plain")
+    """Readiness of the store: 200 when it answers; 503 while it fails or the breaker is open
+    (requests then skip the store: see docs/deploy.md)."""
+    problem = bot().health()
+    if problem is not None:
+        logs.event("health_failed", logging.ERROR, status=503, reason=problem[:200], breaker=bot().breaker.state)
+        # Which store and the breaker's state, not why: the detail (a path, a host) is for the
+        # logs, not for whoever polls this URL.
+        which = problem.partition(":")[0]
+        return Response(
+            f"store unavailable: {which} (breaker {bot().breaker.state})\n", status=503, content_type="text/plain"
+        )
     return Response("ok\n", status=200, content_type="text/plain")

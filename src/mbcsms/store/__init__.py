@@ -22,9 +22,43 @@ REPLAYABLE_WHEN_OPTED_OUT = frozenset({"crisis", "stop"})
 
 Decide = Callable[[SenderState], tuple[Reply, SenderState]]
 
+# The schema this code writes. Each store keeps an ordered list of steps; step N brings a
+# database from version N-1 to N. Steps are additive only (new tables, new columns with defaults,
+# new indexes), so the release before keeps working on an upgraded database during a rolling
+# deploy. Version 1 is the schema of the first releases, which had no version table.
+SCHEMA_VERSION = 2
+
 
 class StoreError(Exception):
     """The store could not be read or written (locked, missing, corrupt, unreachable)."""
+
+
+@dataclass(frozen=True)
+class OptChange:
+    """An opt-out (``opted_out`` True) or opt-in taken while the store could not be written,
+    kept on local disk and written to the store when it returns, unless the store holds a newer
+    change for the sender."""
+
+    sender: str
+    opted_out: bool
+    changed_at: float
+    key_id: str | None = None
+    previous: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Peek:
+    """What a store read without its write lock knows of a sender (SQLite in WAL mode)."""
+
+    opted_out: bool
+    answered: Recorded | None
+
+
+@dataclass(frozen=True)
+class KeyCount:
+    key_id: str | None  # None: rows from before key ids were stored (schema version 1)
+    senders: int
+    opted_out: int
 
 
 @dataclass(frozen=True)
@@ -51,10 +85,36 @@ class Recorded:
 class StateStore(Protocol):
     name: ClassVar[str]  # "sqlite" or "postgresql": for logs and error messages
 
-    def exchange(self, sender: str, message: str | None, decide: Decide, now: float) -> Recorded:
+    def exchange(
+        self, sender: str, message: str | None, decide: Decide, now: float, *,
+        previous: tuple[str, ...] = (), key_id: str | None = None,
+    ) -> Recorded:
         """Answer one message atomically: a message already answered returns its recorded
         reply without calling ``decide``; otherwise ``decide`` gets the sender's state and its
-        new state and reply are stored together. Raises StoreError."""
+        new state and reply are stored together. ``previous``: the sender's keys under older
+        secrets; a row found under one of them (and none under ``sender``) is re-keyed to
+        ``sender`` with ``key_id`` in the same transaction. Raises StoreError."""
+
+    def apply_opt_changes(self, changes: list[OptChange]) -> int:
+        """Write opt changes taken during an outage; a change older than the one the store
+        holds for that sender is skipped. Returns how many changed a row. Raises StoreError."""
+
+    def peek(self, senders: tuple[str, ...], message: str | None) -> Peek | None:
+        """The opt-out flag (any of ``senders``) and the recorded reply for ``message``, read
+        without waiting for the write lock; None when this store cannot (PostgreSQL: see the
+        mirror). Raises StoreError."""
+
+    def opt_changes_since(self, cursor: float | None) -> tuple[float, list[tuple[str, bool, float]]]:
+        """For the local mirror: (a new cursor, [(sender, opted_out, changed_at)]) of the opt
+        changes since ``cursor`` (with an overlap for late commits); every opted-out sender when
+        ``cursor`` is None. Raises StoreError."""
+
+    def purge(self, now: float, inactive_seconds: float) -> tuple[int, int]:
+        """Delete senders with no message for ``inactive_seconds`` (never an opted-out one) and
+        answered message ids older than a day: (senders deleted, message ids deleted)."""
+
+    def key_counts(self) -> list[KeyCount]:
+        """Sender rows per key id (see ``senders.key_id``)."""
 
     def check(self) -> None:
         """Raise StoreError unless the store answers."""
@@ -67,17 +127,21 @@ class StateStore(Protocol):
     def close(self) -> None: ...
 
 
-def open_store(database_url: str | None, sqlite_path: str | Path, *, prepare: bool = True) -> StateStore:
+def open_store(
+    database_url: str | None, sqlite_path: str | Path, *, prepare: bool = True, timeout: float = 1.0
+) -> StateStore:
     """PostgreSQL when a database URL is configured, else the SQLite file.
 
     ``prepare``: a PostgreSQL store creates its schema as it opens, and only logs a failure
     (the app starts, and answers, while the database is down); ``mbcsms migrate`` passes False
-    and calls ``migrate()`` itself, to hear about the failure.
+    and calls ``migrate()`` itself, to hear about the failure. ``timeout``: how long a request
+    may wait on the store (SQLite's lock wait; PostgreSQL's pool checkout, statement and lock
+    timeouts), MBCSMS_STORE_TIMEOUT.
     """
     if database_url:
         from .postgres import PostgresStore
 
-        return PostgresStore(database_url, prepare=prepare)
+        return PostgresStore(database_url, prepare=prepare, timeout=timeout)
     from .sqlite import SQLiteStore
 
-    return SQLiteStore(sqlite_path)
+    return SQLiteStore(sqlite_path, busy_timeout_ms=int(timeout * 1000))

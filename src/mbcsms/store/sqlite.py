@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import sqlite3
 import threading
@@ -11,9 +12,13 @@ from typing import TypeVar
 from pathlib import Path
 
 from ..conversation import SenderState
-from . import ANSWERED_KEEP_SECONDS, Decide, Recorded, StoreError
+from .. import logs
+from . import (
+    ANSWERED_KEEP_SECONDS, SCHEMA_VERSION, Decide, KeyCount, OptChange, Peek, Recorded, StoreError,
+)
 
-SCHEMA = """
+# Version 1: the schema of the first releases, exactly as they created it (no version table).
+SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS senders (
     sender TEXT PRIMARY KEY,
     lang TEXT,
@@ -36,7 +41,24 @@ CREATE TABLE IF NOT EXISTS answered (
 CREATE INDEX IF NOT EXISTS answered_by_time ON answered (answered_at);
 """
 
-BUSY_TIMEOUT_MS = 5000
+# Step N takes the schema from version N-1 to N; additive only (see store.SCHEMA_VERSION).
+STEPS: dict[int, tuple[str, ...]] = {
+    1: tuple(statement for statement in SCHEMA_V1.split(";") if statement.strip()),
+    2: (
+        # Which secret keyed the row (rotation), and when its opt-out last changed (the newer of
+        # a change taken during an outage and the stored one wins).
+        "ALTER TABLE senders ADD COLUMN key_id TEXT",
+        "ALTER TABLE senders ADD COLUMN opt_changed_at REAL NOT NULL DEFAULT 0",
+        "CREATE INDEX IF NOT EXISTS senders_by_last_seen ON senders (last_seen)",
+    ),
+}
+assert sorted(STEPS) == list(range(1, SCHEMA_VERSION + 1))
+
+# How long a request waits for the write lock (MBCSMS_STORE_TIMEOUT): short, because while
+# another process holds the lock every worker would sit that long per message.
+BUSY_TIMEOUT_MS = 1000
+# A reader in WAL mode is not blocked by a writer; this only covers a WAL being recovered.
+READ_TIMEOUT_MS = 200
 # Pruning old message ids on every request would cost a write each time; once in a while is
 # enough to keep "a day" true within minutes.
 PRUNE_EVERY = 200
@@ -95,21 +117,40 @@ class SQLiteStore:
         return connection
 
     def _ensure_schema(self, connection: sqlite3.Connection) -> None:
-        """Create the tables under the write lock, taken first: a plain CREATE from a read
-        snapshot fails at once with "database is locked" (no busy wait) when another worker
-        writes meanwhile, which is every start of a busy multi-worker server."""
-        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if {"senders", "answered"} <= tables:
+        """Create or upgrade the tables under the write lock, taken first: a plain CREATE from a
+        read snapshot fails at once with "database is locked" (no busy wait) when another worker
+        writes meanwhile, which is every start of a busy multi-worker server. The version is read
+        again under the lock, so several processes starting at once upgrade it once."""
+        if _schema_version(connection) >= SCHEMA_VERSION:
+            self._warn_if_newer(connection)
             return
         self._begin_immediate(connection)
         try:
-            for statement in SCHEMA.split(";"):
-                if statement.strip():
+            version = _schema_version(connection)
+            for step in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in STEPS[step]:
                     connection.execute(statement)
+            if version < SCHEMA_VERSION:
+                connection.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+                connection.execute("DELETE FROM schema_version")
+                connection.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
         except BaseException:
             connection.execute("ROLLBACK")
             raise
         connection.execute("COMMIT")
+
+    def _warn_if_newer(self, connection: sqlite3.Connection) -> None:
+        version = _schema_version(connection)
+        if version > SCHEMA_VERSION:
+            # A newer release migrated it (a rollback, or a rolling deploy): its steps are
+            # additive, so this code keeps working.
+            logs.event("schema_newer_than_code", logging.WARNING, store=self.name, version=version)
+
+    def schema_version(self) -> int:
+        try:
+            return _schema_version(self._connection())
+        except sqlite3.Error as error:
+            raise StoreError(f"sqlite: {error}") from error
 
     def _drop_connection(self) -> None:
         connection = getattr(self._local, "connection", None)
@@ -120,17 +161,21 @@ class SQLiteStore:
             except sqlite3.Error:
                 pass
 
-    def exchange(self, sender: str, message: str | None, decide: Decide, now: float) -> Recorded:
+    def exchange(
+        self, sender: str, message: str | None, decide: Decide, now: float, *,
+        previous: tuple[str, ...] = (), key_id: str | None = None,
+    ) -> Recorded:
+        keys = (sender, previous, key_id)
         try:
             connection = self._connection()
-            recorded = self._transaction(connection, sender, message, decide, now, durable=False)
+            recorded = self._transaction(connection, keys, message, decide, now, durable=False)
             if recorded is None:
                 # An opt-out or opt-in: it must be on disk before Twilio hears back, even after
                 # a power cut. SQLite cannot raise the sync level inside a transaction, so the
                 # exchange is done again under FULL (decide is pure; the state is read afresh).
                 connection.execute(f"PRAGMA synchronous = {DURABLE}")
                 try:
-                    recorded = self._transaction(connection, sender, message, decide, now, durable=True)
+                    recorded = self._transaction(connection, keys, message, decide, now, durable=True)
                 finally:
                     connection.execute(f"PRAGMA synchronous = {ORDINARY}")
             assert recorded is not None
@@ -166,14 +211,14 @@ class SQLiteStore:
             pause = min(pause * 2, 0.005)
 
     def _transaction(
-        self, connection: sqlite3.Connection, sender: str, message: str | None, decide: Decide,
+        self, connection: sqlite3.Connection, keys: Keys, message: str | None, decide: Decide,
         now: float, durable: bool,
     ) -> Recorded | None:
         """One exchange in one write transaction; None, rolled back, when it changes the
         sender's opt-out and ``durable`` is False."""
         self._begin_immediate(connection)
         try:
-            recorded = self._exchange(connection, sender, message, decide, now, durable)
+            recorded = self._exchange(connection, keys, message, decide, now, durable)
         except BaseException:
             connection.execute("ROLLBACK")
             raise
@@ -184,12 +229,14 @@ class SQLiteStore:
         return recorded
 
     def _exchange(
-        self, connection: sqlite3.Connection, sender: str, message: str | None, decide: Decide,
+        self, connection: sqlite3.Connection, keys: Keys, message: str | None, decide: Decide,
         now: float, durable: bool,
     ) -> Recorded | None:
+        sender, previous, key_id = keys
+        _rekey(connection, sender, previous, key_id)
         row = connection.execute(
-            "SELECT lang, last_lang, opted_out, last_menu, window_start, window_count, window_noticed"
-            " FROM senders WHERE sender = ?",
+            "SELECT lang, last_lang, opted_out, last_menu, window_start, window_count, window_noticed,"
+            " opt_changed_at FROM senders WHERE sender = ?",
             (sender,),
         ).fetchone()
         state = SenderState()
@@ -204,17 +251,20 @@ class SQLiteStore:
         reply, new = decide(state)
         if new.opted_out != state.opted_out and not durable:
             return None
+        opt_changed_at = now if new.opted_out != state.opted_out else (row[7] if row is not None else 0.0)
         connection.execute(
             """INSERT INTO senders (sender, lang, last_lang, opted_out, last_menu, first_seen, last_seen,
-                                    window_start, window_count, window_noticed)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                    window_start, window_count, window_noticed, key_id, opt_changed_at)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                ON CONFLICT (sender) DO UPDATE SET
                    lang = excluded.lang, last_lang = excluded.last_lang,
                    opted_out = excluded.opted_out, last_menu = excluded.last_menu,
                    last_seen = excluded.last_seen, window_start = excluded.window_start,
-                   window_count = excluded.window_count, window_noticed = excluded.window_noticed""",
+                   window_count = excluded.window_count, window_noticed = excluded.window_noticed,
+                   key_id = coalesce(excluded.key_id, senders.key_id),
+                   opt_changed_at = excluded.opt_changed_at""",
             (sender, new.lang, new.last_lang, int(new.opted_out), new.last_menu, now, now,
-             new.window_start, new.window_count, int(new.window_noticed)),
+             new.window_start, new.window_count, int(new.window_noticed), key_id, opt_changed_at),
         )
         recorded = Recorded.of(reply)
         if message is not None:
@@ -236,9 +286,159 @@ class SQLiteStore:
             raise StoreError(f"sqlite: {error}") from error
 
     def migrate(self) -> str:
-        # Opening the file creates the tables (see _ensure_schema); check() opens it and reads.
+        # Opening the file creates or upgrades the tables (see _ensure_schema); check() opens it.
         self.check()
-        return f"SQLite schema is ready in {self.path}"
+        return f"SQLite schema is ready in {self.path} (version {self.schema_version()})"
 
     def close(self) -> None:
         self._drop_connection()
+        reader = getattr(self._local, "reader", None)
+        self._local.reader = None
+        if reader is not None:
+            reader.close()
+
+    # -- outages, retention, rotation ----------------------------------------------------------
+
+    def peek(self, senders: tuple[str, ...], message: str | None) -> Peek | None:
+        """A read on a connection of its own that never takes the write lock: in WAL mode a
+        reader sees the last committed state while another process holds the lock."""
+        try:
+            reader = getattr(self._local, "reader", None)
+            if reader is None:
+                reader = sqlite3.connect(
+                    f"file:{self.path}?mode=rw", uri=True, timeout=READ_TIMEOUT_MS / 1000,
+                    isolation_level=None, check_same_thread=False,
+                )
+                reader.execute("PRAGMA query_only = 1")
+                self._local.reader = reader
+            marks = ",".join("?" * len(senders))
+            row = reader.execute(
+                f"SELECT max(opted_out) FROM senders WHERE sender IN ({marks})", senders
+            ).fetchone()
+            opted_out = bool(row and row[0])
+            answered = None
+            if message is not None:
+                found = reader.execute(
+                    "SELECT topic, lang, sent FROM answered WHERE message = ?", (message,)
+                ).fetchone()
+                if found is not None:
+                    answered = Recorded.replayed(found[0], found[1], bool(found[2]), opted_out)
+            return Peek(opted_out, answered)
+        except sqlite3.Error as error:
+            broken = getattr(self._local, "reader", None)
+            self._local.reader = None
+            if broken is not None:
+                broken.close()
+            raise StoreError(f"sqlite: {error}") from error
+
+    def _write(self, work: Callable[[sqlite3.Connection], T], durable: bool = False) -> T:
+        try:
+            connection = self._connection()
+            if durable:
+                connection.execute(f"PRAGMA synchronous = {DURABLE}")
+            try:
+                self._begin_immediate(connection)
+                try:
+                    result = work(connection)
+                except BaseException:
+                    connection.execute("ROLLBACK")
+                    raise
+                connection.execute("COMMIT")
+                return result
+            finally:
+                if durable:
+                    connection.execute(f"PRAGMA synchronous = {ORDINARY}")
+        except sqlite3.Error as error:
+            self._drop_connection()
+            raise StoreError(f"sqlite: {error}") from error
+
+    def apply_opt_changes(self, changes: list[OptChange]) -> int:
+        def apply(connection: sqlite3.Connection) -> int:
+            applied = 0
+            for change in changes:
+                _rekey(connection, change.sender, change.previous, change.key_id)
+                row = connection.execute(
+                    "SELECT opted_out, opt_changed_at FROM senders WHERE sender = ?", (change.sender,)
+                ).fetchone()
+                if row is None:
+                    connection.execute(
+                        "INSERT INTO senders (sender, opted_out, first_seen, last_seen, key_id, opt_changed_at)"
+                        " VALUES (?, ?, ?, ?, ?, ?)",
+                        (change.sender, int(change.opted_out), change.changed_at, change.changed_at,
+                         change.key_id, change.changed_at),
+                    )
+                elif bool(row[0]) != change.opted_out and row[1] <= change.changed_at:
+                    connection.execute(
+                        "UPDATE senders SET opted_out = ?, opt_changed_at = ? WHERE sender = ?",
+                        (int(change.opted_out), change.changed_at, change.sender),
+                    )
+                else:
+                    continue
+                applied += 1
+            return applied
+
+        return self._write(apply, durable=True)
+
+    def opt_changes_since(self, cursor: float | None) -> tuple[float, list[tuple[str, bool, float]]]:
+        def read(connection: sqlite3.Connection) -> tuple[float, list[tuple[str, bool, float]]]:
+            now = time.time()
+            if cursor is None:
+                rows = connection.execute(
+                    "SELECT sender, opted_out, opt_changed_at FROM senders WHERE opted_out"
+                ).fetchall()
+            else:
+                rows = connection.execute(
+                    "SELECT sender, opted_out, opt_changed_at FROM senders WHERE opt_changed_at >= ?",
+                    (cursor - OPT_CHANGE_OVERLAP_SECONDS,),
+                ).fetchall()
+            return now, [(row[0], bool(row[1]), float(row[2])) for row in rows]
+
+        return self._write(read)
+
+    def purge(self, now: float, inactive_seconds: float) -> tuple[int, int]:
+        def delete(connection: sqlite3.Connection) -> tuple[int, int]:
+            senders = connection.execute(
+                "DELETE FROM senders WHERE last_seen < ? AND opted_out = 0", (now - inactive_seconds,)
+            ).rowcount
+            answered = connection.execute(
+                "DELETE FROM answered WHERE answered_at < ?", (now - ANSWERED_KEEP_SECONDS,)
+            ).rowcount
+            return senders, answered
+
+        return self._write(delete, durable=True)
+
+    def key_counts(self) -> list[KeyCount]:
+        def count(connection: sqlite3.Connection) -> list[KeyCount]:
+            rows = connection.execute(
+                "SELECT key_id, count(*), sum(opted_out) FROM senders GROUP BY key_id ORDER BY key_id"
+            ).fetchall()
+            return [KeyCount(row[0], int(row[1]), int(row[2] or 0)) for row in rows]
+
+        return self._write(count)
+
+
+Keys = tuple[str, tuple[str, ...], "str | None"]
+# A change committed a little after the cursor was read is still found by the next read.
+OPT_CHANGE_OVERLAP_SECONDS = 60.0
+
+
+def _schema_version(connection: sqlite3.Connection) -> int:
+    tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if "schema_version" in tables:
+        row = connection.execute("SELECT max(version) FROM schema_version").fetchone()
+        return int(row[0] or 0)
+    return 1 if {"senders", "answered"} <= tables else 0
+
+
+def _rekey(connection: sqlite3.Connection, sender: str, previous: tuple[str, ...], key_id: str | None) -> None:
+    """A sender known only under an older secret's key takes the current key (opt-out kept)."""
+    if not previous:
+        return
+    if connection.execute("SELECT 1 FROM senders WHERE sender = ?", (sender,)).fetchone() is not None:
+        return
+    for old in previous:
+        moved = connection.execute(
+            "UPDATE senders SET sender = ?, key_id = ? WHERE sender = ?", (sender, key_id, old)
+        ).rowcount
+        if moved:
+            return
