@@ -29,7 +29,7 @@ from xml.etree import ElementTree
 
 from twilio.request_validator import RequestValidator
 
-from tests.conftest import AUTH_TOKEN, new_sid
+from tests.helpers import AUTH_TOKEN, new_sid
 
 CRISIS = "I want to kill myself"
 CRISIS_LIMIT_SECONDS = 2.0
@@ -86,7 +86,7 @@ def http_sender(base_url: str) -> Send:
 
 def client_sender(client: object) -> Send:
     """POST /sms through the Flask test client, signed as Twilio signs."""
-    from tests.conftest import post_signed
+    from tests.helpers import post_signed
 
     def send(body: str, sender: str, sid: str | None = None) -> Answer:
         started = time.perf_counter()
@@ -185,7 +185,7 @@ def sqlite_write_lock(path: Path) -> Iterator[None]:
 
 def _key(number: str) -> str:
     from mbcsms.senders import sender_key
-    from tests.conftest import SECRET
+    from tests.helpers import SECRET
 
     return sender_key(SECRET, number)
 

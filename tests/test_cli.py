@@ -82,11 +82,20 @@ def test_reply_from_needs_the_deployment_secret(tmp_path):
     assert not database.exists()
 
 
-def test_reply_from_says_when_an_opt_out_was_not_recorded(tmp_path):
+def test_reply_from_withholds_content_and_keeps_opt_outs_when_the_store_cannot_open(tmp_path):
+    # Issue 14's rule: without the store, content goes only to a sender known not to have opted
+    # out; an opt-out is kept on local disk, and only when even that fails is it refused.
     env = {"MBCSMS_SECRET": SECRET, "MBCSMS_DB": str(tmp_path)}  # a directory: the store cannot open
-    answered = run("reply", "--from", PATIENT, "HER2", env=env)
-    assert answered.exit_code == 0 and ENGLISH_HER2 in answered.output  # questions are still answered
-    refused = run("reply", "--from", PATIENT, "STOP", env=env)
+    withheld = run("reply", "--from", PATIENT, "HER2", env=env)
+    assert withheld.exit_code == 0 and withheld.output.splitlines()[-1] == "(no reply)"
+    crisis = run("reply", "--from", PATIENT, "I want to kill myself", env=env)
+    assert crisis.exit_code == 0 and "988" in crisis.output
+    kept = run("reply", "--from", PATIENT, "PARAR", env=env)
+    assert kept.exit_code == 0 and kept.output.splitlines()[-1] != "(no reply)"  # its confirmation
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("")
+    nowhere = {**env, "MBCSMS_LOCAL_STATE": str(blocked / "local.db")}
+    refused = run("reply", "--from", PATIENT, "STOP", env=nowhere)
     assert refused.exit_code == 1 and "the opt-out/opt-in was NOT recorded" in refused.output
 
 
@@ -99,7 +108,7 @@ def test_migrate_reads_only_the_database_and_can_run_again(tmp_path):
     for _ in range(2):
         result = run("migrate", env=env)
         assert result.exit_code == 0, result.output
-        assert result.output == f"mbcsms: SQLite schema is ready in {database}\n"
+        assert result.output == f"mbcsms: SQLite schema is ready in {database} (version 2)\n"
     with sqlite3.connect(database) as connection:
         tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"senders", "answered"} <= tables

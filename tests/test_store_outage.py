@@ -17,7 +17,7 @@ from flask import Flask
 
 from mbcsms import create_app
 from mbcsms.bot import Bot, Inbound
-from tests.conftest import app_env, post_signed
+from tests.helpers import app_env, post_signed
 from tests.outages import (
     CRISIS, HangingProxy, after_outage, before_outage, client_sender, during_outage, pending_changes,
     postgres_opted_out, sqlite_opted_out, sqlite_write_lock,

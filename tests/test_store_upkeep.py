@@ -17,7 +17,7 @@ from mbcsms import create_app
 from mbcsms.cli import main
 from mbcsms.senders import key_id, sender_key
 from mbcsms.store import SCHEMA_VERSION
-from tests.conftest import SECRET, app_env, post_signed
+from tests.helpers import SECRET, app_env, post_signed
 from tests.pg_server import fresh_schema, shared_url
 from tests.twiml import messages, one_message
 
