@@ -178,3 +178,5 @@ def migrate() -> None:
 from .translations_cli import translations  # noqa: E402  (the staff's catalog commands)
 
 main.add_command(translations)
+from .training.cli import model  # noqa: E402  (build-time: train and measure the classifiers)
+main.add_command(model)
