@@ -32,10 +32,12 @@ def train(locales: Path | None, out: Path | None) -> None:
     from .train import train as run
 
     try:
-        fitted, meta, _ = run(locales, _progress)
+        fitted, meta, oof = run(locales, _progress)
     except ExamplesError as error:
         raise click.ClickException(str(error)) from None
     path = save(fitted, meta, out)
+    # The out-of-fold scores the thresholds were chosen on are `evaluate`'s figures: say them.
+    _report(oof, float(meta["crisis_threshold"]), float(meta["topic_floor"]))  # type: ignore[arg-type]
     click.echo(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB): {meta['examples']} examples, "
                f"{len(fitted.keys)} features, crisis_threshold {meta['crisis_threshold']}, "
                f"topic_floor {meta['topic_floor']}, examples_hash {str(meta['examples_hash'])[:12]}")
@@ -51,7 +53,7 @@ def train(locales: Path | None, out: Path | None) -> None:
 def evaluate(locales: Path | None, new_sets: tuple[Path, ...], model_path: Path | None) -> None:
     """Leave-one-set-out crisis recall, false alarms and topic accuracy per set and language,
     and the operating thresholds; or, with --on, the shipped model on sets it never saw."""
-    from .evaluate import decided_topic, first_contact, read_set_dir, report, tallies
+    from .evaluate import first_contact, read_set_dir, report
     from .examples import ExamplesError, load_examples
 
     try:
@@ -73,9 +75,15 @@ def evaluate(locales: Path | None, new_sets: tuple[Path, ...], model_path: Path 
         oof = out_of_fold(Encoded.of(examples), _progress)
     except ExamplesError as error:
         raise click.ClickException(str(error)) from None
-    threshold, floor = operating_points(oof)
+    _report(oof, *operating_points(oof))
+
+
+def _report(oof, threshold: float, floor: float) -> None:  # oof: train.OutOfFold
+    from .evaluate import decided_topic, report, tallies
+
     rows = [(e, bool(c >= threshold), decided_topic(t, p, floor), None)
-            for e, c, t, p in zip(examples, oof.crisis, oof.topic, oof.topic_confidence)]
+            for e, c, t, p in zip(oof.examples, oof.crisis, oof.topic, oof.topic_confidence)]
+    click.echo("leave one set out (each set scored by models trained on the others):")
+    click.echo("\n".join(report(*tallies(rows))))
     click.echo(f"operating points (chosen on these out-of-fold scores): crisis_threshold {threshold:.4f}, "
                f"topic_floor {floor}")
-    click.echo("\n".join(report(*tallies(rows))))
