@@ -28,7 +28,7 @@ from ..understand import normalise
 BITS = 18
 BUCKETS = 1 << BITS
 CHAR_SIZES = (2, 3, 4, 5)
-# A message is read up to this many normalised characters: Twilio's longest body is 4,096.
+# A message is read up to this many characters: Twilio's longest body is 4,096.
 MAX_CHARS = 8192
 
 _U64 = np.uint64
@@ -57,7 +57,8 @@ def _buckets(hashes: np.ndarray) -> np.ndarray:
 def ngram_buckets(text: str, plain: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The message's distinct feature buckets (sorted) and how often each occurs. ``plain``:
     the message already normalised, when the caller has it."""
-    plain = (normalise(text) if plain is None else plain)[:MAX_CHARS]
+    # Cut before normalising too: the cost stays bounded whatever reaches us.
+    plain = (normalise(text[:MAX_CHARS]) if plain is None else plain)[:MAX_CHARS]
     if not plain:
         return _EMPTY, _EMPTY
     padded = f" {plain} ".encode("ascii", "replace")  # normalise leaves a-z, 0-9 and spaces
