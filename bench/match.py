@@ -1,7 +1,7 @@
 """Understanding stays flat as the catalog grows; one worker's memory; start-up time.
 
     .venv/bin/python bench/match.py                 # all three
-    .venv/bin/python bench/match.py --only match    # or memory, startup
+    .venv/bin/python bench/match.py --only match    # or model, memory, startup
 
 match: time of Understander.understand per message (the real messages: ../shared/eval/dev.jsonl,
 tests/data/*.jsonl and bench/load.py's built-ins) with the real catalog and with catalogs made 10x
@@ -12,6 +12,12 @@ memory: RSS of one process that runs the app (create_app, signed requests throug
 client, a real SQLite file) after 10,000 messages from 2,000 senders.
 
 startup: create_app() wall time in a fresh process, and the wall time of `mbcsms reply hello`.
+
+model: the learned classifiers (mbcsms.understanding.model, both models on one message) per
+message, alone and after Understander.understand (the two together), for the real messages up to
+320 characters: median and p99 of each message's best of the passes; and a 4,096-character
+message. Target: the model well under 0.3 ms median; the two together under 0.5 ms median, 2 ms
+p99.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from load import AUTH_TOKEN, SECRET, load_messages  # noqa: E402
 
 from mbcsms.catalog import Catalog, Topic, TopicKind  # noqa: E402
 from mbcsms.understand import Understander  # noqa: E402
+from mbcsms.understanding.model import Model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CONSONANTS = "bcdfghjklmnprstvz"
@@ -112,6 +119,44 @@ def bench_match(repeats: int) -> dict[str, object]:
         print(f"  {factor:>3}x catalog: {phrases:>6} phrases, {len(understander.vocabulary):>6} words, "
               f"built in {builds[factor]:5.2f} s; understand {per_message:6.1f} us/message "
               f"({per_message / base:.2f}x; median of passes {statistics.median(passes[factor]):.1f})")
+    return results
+
+
+def per_message_us(work, messages: list[str], repeats: int) -> list[float]:
+    """Each message's best CPU time of ``repeats`` passes, in microseconds."""
+    best = [float("inf")] * len(messages)
+    for _ in range(repeats):
+        for i, text in enumerate(messages):
+            started = time.process_time_ns()
+            work(text)
+            best[i] = min(best[i], (time.process_time_ns() - started) / 1000)
+    return best
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def bench_model(repeats: int) -> dict[str, object]:
+    model = Model.load()
+    understander = Understander(Catalog.load())
+    messages = [text for text in load_messages() if len(text) <= 320]
+    longest = (" ".join(messages) * 2)[:4096]
+
+    def together(text: str) -> None:
+        understander.understand(text)
+        model.score(text)
+
+    results: dict[str, object] = {"messages": len(messages), "passes": repeats}
+    for name, work in (("model", model.score), ("understand", understander.understand), ("both", together)):
+        times = per_message_us(work, messages, repeats)
+        long_times = per_message_us(work, [longest] * 5, max(3, repeats // 4))
+        results[name] = {"median_us": round(statistics.median(times), 1), "p99_us": round(percentile(times, 0.99), 1),
+                         "max_us": round(max(times), 1), "4096_chars_us": round(statistics.median(long_times), 1)}
+        print(f"  {name:>10}: median {statistics.median(times):6.1f} us, p99 {percentile(times, 0.99):7.1f} us, "
+              f"max {max(times):7.1f} us (messages up to 320 characters); 4,096 characters "
+              f"{statistics.median(long_times):7.1f} us")
     return results
 
 
@@ -198,7 +243,7 @@ def bench_startup(repeats: int) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=("match", "memory", "startup"))
+    parser.add_argument("--only", choices=("match", "model", "memory", "startup"))
     parser.add_argument("--repeats", type=int, default=20, help="timing passes (startup: runs)")
     parser.add_argument("--messages", type=int, default=10_000)
     parser.add_argument("--json", type=Path)
@@ -207,6 +252,9 @@ def main() -> None:
     if args.only in (None, "match"):
         print("match: understanding per message as the catalog grows")
         results["match"] = bench_match(args.repeats)
+    if args.only in (None, "model"):
+        print("model: the learned classifiers per message")
+        results["model"] = bench_model(args.repeats)
     if args.only in (None, "memory"):
         print("memory: one worker")
         results["memory"] = bench_memory(args.messages)

@@ -230,3 +230,5 @@ def _store(settings_of: Callable[[], Settings]) -> Iterator[StateStore]:
 from .translations.cli import translations  # noqa: E402  (the staff's catalog commands)
 
 main.add_command(translations)
+from .training.cli import model  # noqa: E402  (build-time: train and measure the classifiers)
+main.add_command(model)
