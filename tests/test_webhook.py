@@ -104,3 +104,21 @@ def test_an_oversized_request_is_refused_before_it_is_read(client):
     forged = client.post("/sms", data={"Body": "x" * (300 * 1024)}, base_url="https://bot.example.org",
                          headers={"X-Twilio-Signature": "forged"})
     assert forged.status_code == 413  # checking the signature needs the form: too big to read
+
+
+def test_livez_answers_while_the_sqlite_store_cannot_open(tmp_path):
+    # MBCSMS_DB is a directory: SQLite cannot open it. Liveness never touches the store.
+    client = create_app(app_env(tmp_path, MBCSMS_DB=str(tmp_path))).test_client()
+    assert client.get("/livez").status_code == 200
+    assert client.get("/healthz").status_code == 503
+    assert client.get("/livez").get_data(as_text=True) == "ok\n"
+
+
+def test_livez_answers_while_postgresql_is_down(tmp_path):
+    from tests.pg_server import free_port
+
+    down = f"postgresql://postgres@127.0.0.1:{free_port()}/mbcsms"  # nothing listens there
+    client = create_app(app_env(tmp_path, DATABASE_URL=down, MBCSMS_LOCAL_STATE=str(tmp_path / "l.db"))).test_client()
+    assert client.get("/livez").status_code == 200
+    assert client.get("/healthz").status_code == 503
+    assert client.get("/livez").status_code == 200

@@ -1,4 +1,4 @@
-"""Twilio's door: ``POST /sms`` (SMS and WhatsApp) and ``GET /healthz``.
+"""Twilio's door: ``POST /sms`` (SMS and WhatsApp), ``GET /livez`` and ``GET /healthz``.
 
 request -> verify the signature -> Bot.answer -> TwiML. Nothing else happens here.
 """
@@ -100,6 +100,13 @@ def sms() -> Response:
     except OptOutNotRecorded:
         return Response("Opt-out not recorded; please retry\n", status=503, content_type="text/plain")
     return twiml(reply)
+
+
+@blueprint.get("/livez")
+def livez() -> Response:
+    """Liveness: 200 whenever this process can answer, whatever the store does (the platform's
+    health check: a store outage must not get instances restarted, see docs/deploy.md)."""
+    return Response("ok\n", status=200, content_type="text/plain")
 
 
 @blueprint.get("/healthz")
