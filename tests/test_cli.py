@@ -157,3 +157,21 @@ def test_translations_take_the_locales_directory_from_the_environment(tmp_path):
     result = run("translations", "extract", env={**STRAY, "MBCSMS_LOCALES": str(tmp_path / "draft")})
     assert result.exit_code == 0, result.output
     assert (tmp_path / "draft" / "messages.pot").is_file()
+
+
+def test_version_names_the_installed_release():
+    from importlib.metadata import version
+
+    result = run("--version")
+    assert result.exit_code == 0 and result.output == f"mbcsms, version {version('mbcsms')}\n"
+
+
+def test_release_checks_the_web_settings_before_it_migrates(tmp_path):
+    database = tmp_path / "state.db"
+    refused = run("release", env={"MBCSMS_SECRET": SECRET, "MBCSMS_DB": str(database)})
+    assert refused.exit_code == 1 and refused.output.startswith("mbcsms: TWILIO_AUTH_TOKEN is not set")
+    assert not database.exists()
+    env = {"TWILIO_AUTH_TOKEN": AUTH_TOKEN, "MBCSMS_SECRET": SECRET, "MBCSMS_DB": str(database)}
+    result = run("release", env=env)
+    assert result.exit_code == 0, result.output
+    assert result.output.endswith(f"mbcsms: SQLite schema is ready in {database} (version 2)\n")

@@ -17,7 +17,7 @@ import pytest
 from mbcsms.cli import gunicorn_arguments
 from mbcsms.config import Settings
 from tests.pg_server import free_port, fresh_schema, shared_url
-from tests.procfile_servers import Server, is_silent, procfile_command, send, server_env, start, stop, wait_until_up
+from tests.procfile_servers import ROOT, Server, is_silent, procfile_command, send, server_env, start, stop, wait_until_up
 
 WHATSAPP_SENDER = "whatsapp:+15557654321"
 
@@ -27,7 +27,9 @@ def test_mbcsms_serve_runs_the_procfile_command(monkeypatch: pytest.MonkeyPatch)
     command = procfile_command("web").replace("${WEB_CONCURRENCY:-2}", "3").replace("$PORT", "8123")
     workers = Settings.from_env(dev=True).web_concurrency  # WEB_CONCURRENCY, read by Settings
     assert shlex.split(command) == ["gunicorn", *gunicorn_arguments(8123, workers)]
-    assert procfile_command("release") == "mbcsms migrate"
+    assert procfile_command("release") == "mbcsms release"
+    render = (ROOT / "render.yaml").read_text()
+    assert "preDeployCommand: mbcsms release\n" in render and "startCommand: mbcsms serve\n" in render
 
 
 @pytest.fixture
@@ -101,7 +103,7 @@ def test_a_bad_setting_stops_start_up_with_one_line_naming_it(
 
 
 def test_the_release_phase_creates_the_schema(tmp_path: Path, database_url: str) -> None:
-    env = server_env(tmp_path, DATABASE_URL=database_url, TWILIO_AUTH_TOKEN="", MBCSMS_SECRET="")
+    env = server_env(tmp_path, DATABASE_URL=database_url)
     for _ in range(2):  # every deploy runs it again
         result = subprocess.run(["bash", "-c", procfile_command("release")], env=env, cwd=tmp_path,
                                 capture_output=True, text=True, timeout=60)
@@ -120,3 +122,17 @@ def test_the_release_phase_fails_loudly_when_the_database_is_unreachable(tmp_pat
                             capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     assert "postgresql:" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_release_phase_refuses_settings_the_web_process_would_refuse(tmp_path: Path, database_url: str) -> None:
+    env = server_env(tmp_path, DATABASE_URL=database_url, TWILIO_AUTH_TOKEN="")
+    result = subprocess.run(["bash", "-c", procfile_command("release")], env=env, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert result.stderr.startswith("mbcsms: TWILIO_AUTH_TOKEN is not set") and "Traceback" not in result.stderr
+    import psycopg
+
+    with psycopg.connect(database_url) as connection:  # checked before migrating: nothing created
+        tables = [row[0] for row in connection.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()")]
+    assert tables == []

@@ -1,5 +1,5 @@
 """The ``mbcsms`` command: ``reply`` for staff and scripts, ``serve`` to run the webhook,
-``migrate`` for the release phase, ``translations`` for the catalogs. Every command runs the same
+``release`` for the release phase (checks, then ``migrate``), ``translations`` for the catalogs. Every command runs the same
 functions as the webhook, and reads (through ``Settings``) only the settings it uses."""
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 
 @click.group()
+@click.version_option(package_name="mbcsms", prog_name="mbcsms")
 def main() -> None:
     """mbcsms: a text-message support line for people living with metastatic breast cancer."""
 
@@ -124,6 +125,14 @@ def gunicorn_arguments(port: int, workers: int) -> list[str]:
             "--access-logformat", ACCESS_LOG_FORMAT, WSGI_APP]
 
 
+def _startup_errors() -> tuple[type[Exception], ...]:
+    """What stops the web process at start with one line (a setting, a catalog, the understanding
+    model's weights): the same for gunicorn's workers and the release phase."""
+    from .understanding.model import ModelError
+
+    return (CatalogError, ConfigError, ModelError)
+
+
 def wsgi_app() -> Flask:
     """The app gunicorn runs: create_app, but a bad setting stops the server with one line naming
     it instead of a traceback per worker."""
@@ -131,19 +140,50 @@ def wsgi_app() -> Flask:
 
     try:
         return create_app()
-    except (CatalogError, ConfigError) as error:
+    except _startup_errors() as error:
         click.echo(f"mbcsms: {error}", err=True)
         # gunicorn's "App failed to load" exit status: the arbiter stops rather than respawning.
         raise SystemExit(4) from None
 
 
+def check_startup(settings: Settings) -> None:
+    """Load what the web process loads at start, without the store: the catalogs and the
+    content file through the same wiring (``build_conversation``: keywords and everything the
+    understander reads), and the understanding model's weights."""
+    from .bot import build_conversation
+    from .understanding.model import Model
+
+    build_conversation(settings)
+    Model.load()
+
+
+@main.command()
+def release() -> None:
+    """The release phase (the Procfile's `release:`): check everything the web process will load
+    (its settings, catalogs, content and understanding data), then migrate. A problem stops it
+    with the line the web process would stop with, before the database is touched, so the
+    running release keeps serving."""
+    try:
+        settings = Settings.from_env()
+        check_startup(settings)
+    except _startup_errors() as error:
+        click.echo(f"mbcsms: {error}", err=True)
+        raise SystemExit(1) from None
+    click.echo("mbcsms: settings, catalogs, content and understanding data load")
+    _migrate(lambda: settings)
+
+
 @main.command()
 def migrate() -> None:
-    """Create or upgrade the database schema (the Procfile's release phase); safe to run any
-    number of times, and by several machines at once."""
+    """Create or upgrade the database schema (`mbcsms release` runs it after its checks); safe to
+    run any number of times, and by several machines at once."""
+    _migrate(Settings.for_store)
+
+
+def _migrate(settings_of: Callable[[], Settings]) -> None:
     from .store import StoreError
 
-    with _store(Settings.for_store) as store:
+    with _store(settings_of) as store:
         try:
             ready = store.migrate()
         except StoreError as error:
