@@ -28,6 +28,7 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
     bot = build_bot(settings)
     app.extensions["mbcsms"] = bot
     _add_webhook(app)
+    _add_metrics(app, bot, settings)
     _trust_proxies(app, settings.proxy_hops)
     _check_store(bot.store)
     _check_local_state(bot)
@@ -60,6 +61,12 @@ def _add_webhook(app: Flask) -> None:
     from .webhook import blueprint
 
     app.register_blueprint(blueprint)
+
+
+def _add_metrics(app: Flask, bot: Bot, settings: Settings) -> None:
+    from . import metrics
+
+    metrics.install(app, bot, settings.metrics_token, settings.metrics_dir)
 
 
 def _trust_proxies(app: Flask, hops: int) -> None:

@@ -175,8 +175,9 @@ class StoreCalls:
 
 
 class Events:
-    """Plain counters of what an outage did, for logs, tests and (later) metrics: a listener
-    ``(name, amount)`` added to ``listeners`` hears each as it happens.
+    """Plain counters of what an outage did, for logs, tests and metrics: a listener
+    ``(name, amount)`` added to ``listeners`` hears each as it happens, and one ``(topic, lang)``
+    added to ``reply_listeners`` each reply as it is logged (``mbcsms.metrics``).
 
     replies_withheld_state_unknown, store_failures, opt_changes_not_recorded,
     opt_changes_kept_locally, opt_changes_flushed, replies_without_store,
@@ -186,12 +187,17 @@ class Events:
         self._lock = threading.Lock()
         self.counts: defaultdict[str, float] = defaultdict(float)
         self.listeners: list[Callable[[str, float], None]] = []
+        self.reply_listeners: list[Callable[[str, str], None]] = []
 
     def add(self, name: str, amount: float = 1.0) -> None:
         with self._lock:
             self.counts[name] += amount
         for listener in list(self.listeners):
             listener(name, amount)
+
+    def reply(self, topic: str, lang: str) -> None:
+        for listener in list(self.reply_listeners):
+            listener(topic, lang)
 
 
 class Bot:
@@ -512,6 +518,8 @@ class Bot:
             latency_ms=round((time.perf_counter() - started) * 1000, 2),
             sender=logs.sender_prefix(sender), retry=retry, store=None if not degraded else "unavailable",
         )
+        if not retry:  # a retry of an answered message is not a new reply
+            self.events.reply(reply.topic, reply.lang)
 
 
 def build_conversation(settings: Settings) -> Conversation:

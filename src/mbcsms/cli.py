@@ -117,11 +117,13 @@ def serve(dev: bool, port: int | None) -> None:
 # another, and a path can carry whatever they type (a phone number). The app logs its own events.
 ACCESS_LOG_FORMAT = '{"event": "http", "method": "%(m)s", "status": %(s)s, "latency_ms": %(M)s}'
 WSGI_APP = "mbcsms.cli:wsgi_app()"
+# Sets up prometheus-client's multiprocess mode for the workers (mbcsms/gunicorn_config.py).
+GUNICORN_CONFIG = "python:mbcsms.gunicorn_config"
 
 
 def gunicorn_arguments(port: int, workers: int) -> list[str]:
     """The Procfile's web command, word for word (a test holds them together)."""
-    return ["--bind", f"0.0.0.0:{port}", "--workers", str(workers), "--access-logfile", "-",
+    return ["--config", GUNICORN_CONFIG, "--bind", f"0.0.0.0:{port}", "--workers", str(workers), "--access-logfile", "-",
             "--access-logformat", ACCESS_LOG_FORMAT, WSGI_APP]
 
 

@@ -59,6 +59,10 @@ class Settings:
     store_retry_seconds: float = 5.0
     mirror_max_age_seconds: float = 5.0
     local_state: Path | None = None  # MBCSMS_LOCAL_STATE; None: see local_state_path()
+    # GET /metrics: served only with this bearer token (None: 404), from prometheus-client's
+    # multiprocess directory when gunicorn runs several workers (mbcsms.gunicorn_config).
+    metrics_token: str | None = None
+    metrics_dir: Path | None = None
 
     def __post_init__(self) -> None:
         if self.dev:
@@ -122,6 +126,8 @@ class Settings:
             dev=dev,
             port=port,
             web_concurrency=web_concurrency,
+            metrics_token=_metrics_token(env),
+            metrics_dir=_metrics_dir(env),
             **_outage(env),
         )
 
@@ -203,6 +209,31 @@ def _previous_secrets(env: Mapping[str, str], current: str) -> tuple[str, ...]:
     if len(set(secrets)) != len(secrets):
         raise ConfigError("MBCSMS_PREVIOUS_SECRETS lists the same secret twice")
     return secrets
+
+
+MIN_METRICS_TOKEN_LENGTH = 16
+
+
+def _metrics_token(env: Mapping[str, str]) -> str | None:
+    token = _text(env, "MBCSMS_METRICS_TOKEN")
+    if not token:
+        return None
+    # Never echo the token: say what is wrong with it.
+    if len(token) < MIN_METRICS_TOKEN_LENGTH:
+        raise ConfigError(f"MBCSMS_METRICS_TOKEN is too short: use at least {MIN_METRICS_TOKEN_LENGTH} characters")
+    if not re.fullmatch(r"[A-Za-z0-9\-._~+/]+=*", token):
+        raise ConfigError("MBCSMS_METRICS_TOKEN may hold only letters, digits and -._~+/ (a bearer token)")
+    return token
+
+
+def _metrics_dir(env: Mapping[str, str]) -> Path | None:
+    """prometheus-client's own PROMETHEUS_MULTIPROC_DIR (gunicorn's config sets it)."""
+    configured = _text(env, "PROMETHEUS_MULTIPROC_DIR")
+    if not configured:
+        return None
+    if not Path(configured).is_dir():
+        raise ConfigError(f"PROMETHEUS_MULTIPROC_DIR is not a directory: {configured}")
+    return Path(configured)
 
 
 def _outage(env: Mapping[str, str]) -> dict[str, Any]:
