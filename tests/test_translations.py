@@ -525,3 +525,19 @@ def test_plain_pybabel_compile_accepts_the_shipped_catalogs(tmp_path: Path) -> N
     )
     assert not failures
     assert (tmp_path / "locales" / "es" / "LC_MESSAGES" / "messages.mo").stat().st_size > 0
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o002, 0o077])
+def test_written_files_keep_the_users_umask(locales: Path, tmp_path: Path, mask: int) -> None:
+    import os
+
+    previous = os.umask(mask)
+    try:
+        assert run("translations", "update", "--locales", str(locales)).exit_code == 0
+        assert run("translations", "new", "pt", "--locales", str(locales)).exit_code == 0
+        page = tmp_path / "replies.html"
+        assert run("translations", "preview", "--html", str(page), "--locales", str(locales)).exit_code == 0
+    finally:
+        os.umask(previous)
+    for path in (catalog_path(locales, "pt"), locales / "messages.pot", page):  # es: already up to date
+        assert path.stat().st_mode & 0o777 == 0o666 & ~mask, path

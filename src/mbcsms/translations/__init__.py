@@ -117,16 +117,25 @@ def render_po(catalog: PoCatalog, omit_header: bool = False) -> bytes:
 
 
 def write_atomically(path: Path, data: bytes) -> None:
-    """Replace ``path`` in one step, so an interrupted run never leaves half a catalog."""
+    """Replace ``path`` in one step, so an interrupted run never leaves half a catalog. The file
+    gets the mode any new file of the user's gets (mkstemp's is 0600, which would lock out the
+    rest of a team or a web server reading the preview)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(handle, "wb") as out:
             out.write(data)
+        os.chmod(temporary, 0o666 & ~_umask())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading it means setting it: put it straight back
+    os.umask(mask)
+    return mask
 
 
 # --- extract, update, compile, new ---------------------------------------------------------
