@@ -10,6 +10,7 @@ import gettext
 import html
 import re
 import shutil
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -531,6 +532,7 @@ def test_plain_pybabel_compile_accepts_the_shipped_catalogs(tmp_path: Path) -> N
 def test_written_files_keep_the_users_umask(locales: Path, tmp_path: Path, mask: int) -> None:
     import os
 
+    (locales / "messages.pot").unlink()  # written afresh (it is kept when only its date would change)
     previous = os.umask(mask)
     try:
         assert run("translations", "update", "--locales", str(locales)).exit_code == 0
@@ -541,3 +543,42 @@ def test_written_files_keep_the_users_umask(locales: Path, tmp_path: Path, mask:
         os.umask(previous)
     for path in (catalog_path(locales, "pt"), locales / "messages.pot", page):  # es: already up to date
         assert path.stat().st_mode & 0o777 == 0o666 & ~mask, path
+
+
+def test_a_long_previous_english_reads_back_as_written(locales: Path, tmp_path: Path) -> None:
+    # Babel wraps "#| msgid" at 76 columns: its continuation lines read back as stray comments.
+    root = tmp_path / "checkout"
+    (root / "src/mbcsms/content").mkdir(parents=True)
+    shutil.copy(REPO_ROOT / "babel.cfg", root / "babel.cfg")
+    english = CONTENT_FILE.read_text(encoding="utf-8")
+    old = "It can't be cured today, but it can be treated. (Komen, 2021)"
+    assert old in english
+    content = root / "src/mbcsms/content/topics.toml"
+    content.write_text(english.replace(old, old.replace("treated", "treated well")), encoding="utf-8")
+    assert update(locales, root=root) == {"es": True}
+    path = catalog_path(locales, "es")
+    (message,) = [m for m in read(path) if m.id and m.fuzzy]
+    was = message.id.replace("treated well", "treated")
+    assert len(was) > 76
+    text = path.read_text(encoding="utf-8")
+    assert [line for line in text.splitlines() if line.startswith("#|")] == [f'#| msgid "{was}"']
+    # Babel reads "#|" back as a comment; another update keeps it as "#|", one line, unchanged.
+    assert update(locales, root=root) == {"es": False}
+    assert path.read_text(encoding="utf-8") == text
+    if shutil.which("msgfmt"):
+        assert subprocess.run(["msgfmt", "--check", "-o", "/dev/null", str(path)]).returncode == 0
+
+
+def test_every_catalog_file_passes_msgfmt_check() -> None:
+    msgfmt = shutil.which("msgfmt")
+    if msgfmt is None:
+        pytest.skip("GNU gettext's msgfmt is not installed (.ci/run installs it)")
+    files = [REPO_ROOT / "locales" / "messages.pot", *sorted((REPO_ROOT / "locales").glob("*/LC_MESSAGES/*.po"))]
+    for path in files:
+        result = subprocess.run([msgfmt, "--check", "-o", "/dev/null", str(path)], capture_output=True, text=True)
+        assert result.returncode == 0, f"{path}: {result.stderr}"
+    pot = (REPO_ROOT / "locales" / "messages.pot").read_text(encoding="utf-8")
+    assert "charset=utf-8" in pot
+    entries = pot.split("\n\n")
+    with_placeholders = [e for e in entries if re.search(r"\{[a-z_]+\}", e.split("msgid", 1)[-1])]
+    assert with_placeholders and all("python-brace-format" in e for e in with_placeholders)

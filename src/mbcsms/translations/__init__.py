@@ -25,12 +25,13 @@ from babel.messages.extract import extract as run_extractor
 from babel.messages.extract import extract_from_dir
 from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.mofile import write_mo
-from babel.messages.pofile import write_po
+from babel.messages.pofile import denormalize, normalize, read_po, write_po
 
 from .babel_extract import extract as content_extractor
 from ..catalog import (
     CONTENT_FILE,
     DOMAIN,
+    PLACEHOLDER,
     SOURCE_LANGUAGE,
     CatalogError,
     available_languages,
@@ -86,7 +87,8 @@ def build_template(root: Path | None = None) -> PoCatalog:
         for filename, lineno, message, comments, context in extract_from_dir(
             str(root), method_map, options_map
         ):
-            template.add(message, None, [(filename, lineno)], auto_comments=comments, context=context)
+            template.add(message, None, [(filename, lineno)], auto_comments=comments, context=context,
+                         flags=_flags(message))
     except CatalogError as error:
         raise TranslationsError(str(error)) from None
     return template
@@ -100,8 +102,15 @@ def source_template(source_path: Path = CONTENT_FILE) -> PoCatalog:
         # The extractor keeps babel's protocol; babel's stub types it more narrowly than it calls it.
         extracted = run_extractor(content_extractor, handle)  # type: ignore[arg-type]
         for lineno, message, comments, context in extracted:
-            template.add(message, None, [(str(source_path), lineno)], auto_comments=comments, context=context)
+            template.add(message, None, [(str(source_path), lineno)], auto_comments=comments, context=context,
+                         flags=_flags(message))
     return template
+
+
+def _flags(message: str) -> tuple[str, ...]:
+    """``python-brace-format`` on every entry with a placeholder ({helpline}), whatever Babel's
+    version detects: Poedit, Weblate and ``msgfmt --check`` then catch a broken one."""
+    return ("python-brace-format",) if PLACEHOLDER.search(message) else ()
 
 
 def template_entries(template: PoCatalog) -> dict[tuple[str, str], Message]:
@@ -113,7 +122,29 @@ def render_po(catalog: PoCatalog, omit_header: bool = False) -> bytes:
     # Unwrapped lines keep one answer on one line: diffs stay readable and grep finds them.
     buffer = io.BytesIO()
     write_po(buffer, catalog, width=0, omit_header=omit_header, include_previous=True)
-    return buffer.getvalue()
+    return _previous_unwrapped(buffer.getvalue(), catalog)
+
+
+def _previous_unwrapped(rendered: bytes, catalog: PoCatalog) -> bytes:
+    """Babel wraps the previous English (``#| msgid``) as a comment at 76 columns whatever the
+    width, and its continuation lines then read back as stray comments. Each such block is
+    written again as gettext writes it, in catalog order (the order write_po follows)."""
+    previous = [m.previous_id[0] for m in catalog if m.id and m.previous_id]
+    if not previous:
+        return rendered
+    lines = rendered.decode("utf-8").split("\n")
+    out: list[str] = []
+    blocks = iter(previous)
+    index = 0
+    while index < len(lines):
+        if not lines[index].startswith("#|"):
+            out.append(lines[index])
+            index += 1
+            continue
+        while index < len(lines) and lines[index].startswith("#|"):
+            index += 1
+        out.extend(f"#| msgid {normalize(next(blocks), prefix='#| ', width=0)}".split("\n"))
+    return "\n".join(out).encode("utf-8")
 
 
 def write_atomically(path: Path, data: bytes) -> None:
@@ -162,9 +193,24 @@ def extract(locales: Path, root: Path | None = None) -> Path:
 
 
 def _write_template(locales: Path, template: PoCatalog) -> Path:
+    """With a header (charset, so msgfmt and msginit read it as UTF-8), rewritten only when more
+    than its creation date would change: a date-only change is noise in git."""
     path = locales / TEMPLATE_FILE
-    # No header: it would only carry a creation date, and a date-only change is noise in git.
-    write_atomically(path, render_po(template, omit_header=True))
+    rendered = render_po(template)
+    if path.is_file():
+        try:
+            with path.open("rb") as handle:
+                old_date = read_po(handle).creation_date
+        except Exception:  # unreadable: written afresh below
+            old_date = None
+        if old_date is not None:
+            new_date = template.creation_date
+            template.creation_date = old_date
+            same = render_po(template) == path.read_bytes()
+            template.creation_date = new_date
+            if same:
+                return path
+    write_atomically(path, rendered)
     return path
 
 
@@ -183,14 +229,38 @@ def update(locales: Path, lang: str | None = None, root: Path | None = None) -> 
         path = catalog_path(locales, code)
         catalog = read_catalog(path)  # a broken file stops here, naming file and line
         before = path.read_bytes()
+        previous = _previous_from_comments(catalog)
         catalog.update(template, update_creation_date=False)
         catalog.obsolete.clear()
+        for message in catalog:  # still fuzzy on the same English: keep what it was before
+            key = (message.context or "", message.id)
+            if message.id and message.fuzzy and not message.previous_id and key in previous:
+                message.previous_id = [previous[key]]
         after = render_po(catalog)
         if after != before:
             catalog.creation_date = template.creation_date
             write_atomically(path, render_po(catalog))
         changed[code] = after != before
     return changed
+
+
+def _previous_from_comments(catalog: PoCatalog) -> dict[tuple[str, str], str]:
+    """Babel reads ``#|`` lines back as user comments ("| msgid ..."), and its update keeps them
+    as such: take them out, and return each entry's previous English to put back."""
+    found: dict[tuple[str, str], str] = {}
+    for message in catalog:
+        bars = [comment for comment in message.user_comments if comment.startswith("|")]
+        if not message.id or not bars:
+            continue
+        message.user_comments = [comment for comment in message.user_comments if not comment.startswith("|")]
+        parts = [bar[1:].strip() for bar in bars]
+        if parts[0].startswith("msgid "):
+            parts[0] = parts[0].removeprefix("msgid ")
+            try:
+                found[(message.context or "", str(message.id))] = denormalize("\n".join(parts))
+            except (ValueError, IndexError):  # an old wrapped block: not readable, dropped
+                pass
+    return found
 
 
 def compile_catalogs(locales: Path, lang: str | None = None) -> list[Path]:
