@@ -270,17 +270,23 @@ def test_update_leaves_an_up_to_date_catalog_byte_for_byte(locales: Path) -> Non
     assert check(locales).ok
 
 
-def test_update_after_an_english_change_marks_the_translation_fuzzy(locales: Path, tmp_path: Path) -> None:
-    # A checkout whose English answer for "stop" changed.
+def changed_checkout(tmp_path: Path, old: str, new: str) -> tuple[Path, Path]:
+    """A source checkout whose English content has ``old`` replaced by ``new``: (root, content)."""
     root = tmp_path / "checkout"
     (root / "src/mbcsms/content").mkdir(parents=True)
     shutil.copy(REPO_ROOT / "babel.cfg", root / "babel.cfg")
     english = CONTENT_FILE.read_text(encoding="utf-8")
-    old = "You will get no more messages from us. To come back, text START."
-    new = "You will get no more messages from us. To come back, text START any time."
     assert old in english
     content = root / "src/mbcsms/content/topics.toml"
     content.write_text(english.replace(old, new), encoding="utf-8")
+    return root, content
+
+
+def test_update_after_an_english_change_marks_the_translation_fuzzy(locales: Path, tmp_path: Path) -> None:
+    # A checkout whose English answer for "stop" changed.
+    old = "You will get no more messages from us. To come back, text START."
+    new = "You will get no more messages from us. To come back, text START any time."
+    root, content = changed_checkout(tmp_path, old, new)
 
     assert update(locales, root=root) == {"es": True}
 
@@ -547,14 +553,8 @@ def test_written_files_keep_the_users_umask(locales: Path, tmp_path: Path, mask:
 
 def test_a_long_previous_english_reads_back_as_written(locales: Path, tmp_path: Path) -> None:
     # Babel wraps "#| msgid" at 76 columns: its continuation lines read back as stray comments.
-    root = tmp_path / "checkout"
-    (root / "src/mbcsms/content").mkdir(parents=True)
-    shutil.copy(REPO_ROOT / "babel.cfg", root / "babel.cfg")
-    english = CONTENT_FILE.read_text(encoding="utf-8")
     old = "It can't be cured today, but it can be treated. (Komen, 2021)"
-    assert old in english
-    content = root / "src/mbcsms/content/topics.toml"
-    content.write_text(english.replace(old, old.replace("treated", "treated well")), encoding="utf-8")
+    root, _ = changed_checkout(tmp_path, old, old.replace("treated", "treated well"))
     assert update(locales, root=root) == {"es": True}
     path = catalog_path(locales, "es")
     (message,) = [m for m in read(path) if m.id and m.fuzzy]
