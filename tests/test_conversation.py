@@ -173,7 +173,7 @@ def test_rate_limit_then_one_notice_then_silence_until_the_window_passes(catalog
         answer, state = conversation.reply_to("HER2", state, NOW + second)
         topics.append((answer.topic, answer.body is not None))
     assert topics == [("her2", True)] * 3 + [("rate_limit", True), ("rate_limited", False), ("rate_limited", False)]
-    notice = conversation.render("rate_limit", "en").body
+    notice = conversation.render("rate_limit", "en", now=NOW).body
     assert HELPLINE in notice
     crisis, state = conversation.reply_to("suicide", state, NOW + 7)
     assert crisis.topic == "crisis" and "988" in crisis.body  # never rate limited
