@@ -43,7 +43,7 @@ def test_cli_reply_json_runs_the_same_pipeline():
     first, second = (json.loads(line) for line in result.output.splitlines())
     assert first["topic"] == "her2" and first["lang"] == "es" and first["encoding"] == "UCS-2"
     assert first["segments"] <= 4
-    assert second == {"topic": "stop", "lang": "en", "body": None, "segments": 0, "encoding": None}
+    assert second == {"topic": "stop", "lang": "en", "body": None, "segments": 0, "encoding": None, "messages": []}
 
 
 def test_reply_without_from_needs_no_configuration_and_ignores_stray_variables():
