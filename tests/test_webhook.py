@@ -8,7 +8,6 @@ from datetime import datetime, timezone
 import pytest
 
 from mbcsms import create_app
-from mbcsms.catalog import Catalog
 from mbcsms.helpline_hours import hours_key
 from tests.helpers import AUTH_TOKEN, HELPLINE, PATIENT, PUBLIC_URL, app_env, new_sid, post_signed, sign
 from tests.twiml import messages, one_message
