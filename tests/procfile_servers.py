@@ -95,11 +95,14 @@ def wait_until_up(server: Server, within: float = 30.0) -> None:
     raise AssertionError(f"server did not come up:\n{server.output()}")
 
 
-def send(server: Server, body: str, sender: str = SMS_SENDER, path: str = "/sms") -> str:
-    """POST /sms exactly as Twilio would, signed over the URL actually called; the TwiML back."""
+def send(server: Server, body: str, sender: str = SMS_SENDER, path: str = "/sms",
+         extra: dict[str, str] | None = None) -> str:
+    """POST /sms exactly as Twilio would, signed over the URL actually called; the TwiML back.
+    ``extra``: more of Twilio's fields (NumMedia, MessageSid for a retry...)."""
     url = server.url + path
     form = {"From": sender, "To": "+15550009999", "Body": body, "MessageSid": new_sid(),
             "AccountSid": "AC" + "0" * 32}
+    form.update(extra or {})
     request = urllib.request.Request(
         url, data=urllib.parse.urlencode(form).encode(), method="POST",
         headers={"X-Twilio-Signature": sign(url, form),

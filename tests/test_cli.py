@@ -6,11 +6,14 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+from datetime import datetime
 
 import pytest
 from click.testing import CliRunner, Result
 
+from mbcsms.catalog import Catalog
 from mbcsms.cli import main, wsgi_app
+from mbcsms.helpline_hours import status
 from tests.helpers import AUTH_TOKEN, PATIENT, SECRET
 
 SPANISH_HER2 = "HER2 positivo"
@@ -43,7 +46,86 @@ def test_cli_reply_json_runs_the_same_pipeline():
     first, second = (json.loads(line) for line in result.output.splitlines())
     assert first["topic"] == "her2" and first["lang"] == "es" and first["encoding"] == "UCS-2"
     assert first["segments"] <= 4
-    assert second == {"topic": "stop", "lang": "en", "body": None, "segments": 0, "encoding": None}
+    assert second == {"topic": "stop", "lang": "en", "body": None, "segments": 0, "encoding": None, "messages": []}
+
+
+# -- reply --at: the helpline's hours as of a moment (issue 12) --------------------------------
+
+TUESDAY_3PM = "2026-12-08T15:00:00-05:00"
+SUNDAY_11PM = "2026-12-06T23:00:00-05:00"
+HELPLINE_QUESTIONS = {"en": "what is the helpline number", "es": "numero de la linea de ayuda"}
+FALLBACKS = {"en": "can you refill my prescription", "es": "donde puedo estacionar"}
+
+
+def replies_at(at: str, *texts: str) -> list[dict]:
+    result = run("reply", "--json", "--at", at, stdin="".join(text + "\n" for text in texts))
+    assert result.exit_code == 0, result.output
+    return [json.loads(line) for line in result.output.splitlines()]
+
+
+@pytest.mark.parametrize("lang", ["en", "es"])
+def test_reply_at_a_tuesday_3pm_shows_the_helpline_open(lang):
+    catalog = Catalog.load()
+    for answer in replies_at(TUESDAY_3PM, HELPLINE_QUESTIONS[lang], FALLBACKS[lang]):
+        assert answer["lang"] == lang and answer["topic"] in ("helpline", "fallback")
+        assert catalog.render("hours_open", lang) in answer["body"]
+        assert catalog.render("hours_closed", lang).split("{")[0] not in answer["body"]
+
+
+@pytest.mark.parametrize(("lang", "opens"), [("en", "It usually opens tomorrow at 9am ET."),
+                                             ("es", "abre mañana a las 9 a. m. ET")])
+def test_reply_at_a_sunday_11pm_shows_it_closed_and_when_it_opens(lang, opens):
+    # Sunday 11 pm in New York: it opens "tomorrow", Monday, at 9am.
+    assert status(datetime.fromisoformat(SUNDAY_11PM)).opens == datetime.fromisoformat("2026-12-07T09:00:00-05:00")
+    catalog = Catalog.load()
+    for answer in replies_at(SUNDAY_11PM, HELPLINE_QUESTIONS[lang], FALLBACKS[lang]):
+        assert answer["lang"] == lang and opens in answer["body"], answer
+        assert catalog.render("hours_open", lang) not in answer["body"]
+        assert "911" in answer["body"] and "988" in answer["body"]
+    # The same moment in another offset is the same moment; a Saturday names Monday.
+    assert opens in replies_at("2026-12-07T04:00:00+00:00", HELPLINE_QUESTIONS[lang])[0]["body"]
+    saturday = replies_at("2026-12-12T12:00:00-05:00", HELPLINE_QUESTIONS[lang])[0]["body"]
+    assert ("Monday at 9am ET" if lang == "en" else "el lunes a las 9 a. m. ET") in saturday
+
+
+@pytest.mark.parametrize(("at", "says"), [("2026-12-06T23:00:00", "has no UTC offset"),
+                                          ("next sunday", "is not an ISO date and time"),
+                                          ("2026-13-06T23:00:00-05:00", "is not an ISO date and time")])
+def test_reply_at_refuses_a_naive_or_malformed_moment(at, says):
+    result = run("reply", "--at", at, "helpline")
+    assert result.exit_code == 2 and "Invalid value for '--at'" in result.output and says in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(("text", "lang", "topic", "part"), [
+    ("START", "en", "start", "Welcome to MBC Text Line"), ("YES", "en", "start", "Msg & data rates may apply"),
+    ("ALTA", "es", "start", "Línea de texto MBC"), ("iniciar", "es", "start", "tarifas de mensajes y datos"),
+])
+def test_reply_an_opt_in_from_a_new_sender_gets_the_first_welcome(text, lang, topic, part):
+    answer = replies_at(TUESDAY_3PM, text)[0]
+    assert (answer["topic"], answer["lang"]) == (topic, lang) and part in answer["body"]
+    assert "Welcome back" not in answer["body"]
+
+
+def test_reply_every_reply_within_its_budget_at_any_hour_and_the_spanish_crisis_in_3_segments():
+    texts = [
+        "what is mbc", "que es el cancer de mama metastasico", "her2", "que es her2 positivo",
+        "treatment options", "que tratamientos hay", "support group", "grupo de apoyo", "survival rate",
+        "cuanto tiempo de vida", "can it be cured", "tiene cura", *HELPLINE_QUESTIONS.values(),
+        *FALLBACKS.values(), "MENU", "MENÚ", "HELP", "AYUDA", "START", "ALTA", "PARAR", "stop please",
+        "ESPAÑOL", "ENGLISH", "", "I want to kill myself", "no puedo respirar", "quiero morir",
+    ]
+    for at in (TUESDAY_3PM, SUNDAY_11PM, "2026-12-08T08:00:00-05:00", "2026-12-11T23:00:00-05:00"):
+        for text, answer in zip(texts, replies_at(at, *texts)):
+            budget = Catalog.load().topic(answer["topic"]).budget
+            for message in answer["messages"]:
+                assert message["segments"] <= budget <= 4, (text, at, message)
+            assert answer["segments"] <= budget
+            if answer["topic"] == "crisis":
+                assert answer["segments"] <= 3, (text, answer)
+    crisis = replies_at(SUNDAY_11PM, "no puedo respirar")[0]
+    assert crisis["lang"] == "es" and crisis["encoding"] == "UCS-2" and crisis["segments"] <= 3
+    assert "911" in crisis["body"] and "988" in crisis["body"]
 
 
 def test_reply_without_from_needs_no_configuration_and_ignores_stray_variables():

@@ -14,8 +14,8 @@ import textstat
 
 from mbcsms.catalog import Catalog, catalog_path, default_locales_dir, read_catalog
 from mbcsms.helpline_hours import HoursStatus, opens_text, status
-from mbcsms.readability import reading_level, within_limit
 from mbcsms.sms import UCS2, count_segments
+from mbcsms.translations.readability import reading_level, within_limit
 
 NY = ZoneInfo("America/New_York")
 LANGS = ("en", "es")
@@ -82,7 +82,7 @@ def reading_topics(catalog: Catalog) -> list[str]:
     ]
 
 
-# --- readability.py ----------------------------------------------------------------------------
+# --- translations/readability.py ------------------------------------------------------------------
 
 
 def test_reading_level_is_textstat_0_7_3_and_leaves_its_global_language_alone() -> None:

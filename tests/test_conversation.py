@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import pytest
 
 from mbcsms.catalog import TopicKind
-from mbcsms.conversation import Conversation, RateLimit, SenderState
+from mbcsms.conversation import SMS, WHATSAPP, Conversation, Message, RateLimit, SenderState, channel_of
+from mbcsms.helpline_hours import hours_key
 from mbcsms.sms import count_segments
+from mbcsms.understand import Understanding, Understood
 from tests.helpers import HELPLINE
 
 NOW = 1_800_000_000.0
@@ -173,7 +177,7 @@ def test_rate_limit_then_one_notice_then_silence_until_the_window_passes(catalog
         answer, state = conversation.reply_to("HER2", state, NOW + second)
         topics.append((answer.topic, answer.body is not None))
     assert topics == [("her2", True)] * 3 + [("rate_limit", True), ("rate_limited", False), ("rate_limited", False)]
-    notice = conversation.render("rate_limit", "en").body
+    notice = conversation.render("rate_limit", "en", now=NOW).body
     assert HELPLINE in notice
     crisis, state = conversation.reply_to("suicide", state, NOW + 7)
     assert crisis.topic == "crisis" and "988" in crisis.body  # never rate limited
@@ -405,3 +409,186 @@ def test_a_corrected_typo_never_unsubscribes(conversation):
 def test_a_crisis_word_reached_by_a_first_letter_typo_is_not_a_crisis(conversation):
     assert reply(conversation, "I painted my nails, is that okay during chemo?")[0].topic != "crisis"
     assert reply(conversation, "sucide")[0].topic == "crisis"
+
+
+# --- issue 12: media, welcomes, WhatsApp opt-outs, small talk, feelings, the open-now helpline ---
+
+TUESDAY_3PM = datetime.fromisoformat("2026-12-08T15:00:00-05:00").timestamp()
+SUNDAY_11PM = datetime.fromisoformat("2026-12-06T23:00:00-05:00").timestamp()
+SATURDAY_NOON = datetime.fromisoformat("2026-12-12T12:00:00-05:00").timestamp()
+SPANISH = SenderState(lang="es")
+BY_LANG = {"en": SenderState(), "es": SPANISH}
+CLOSED_OPENS = {
+    ("en", SUNDAY_11PM): "tomorrow at 9am ET", ("es", SUNDAY_11PM): "mañana a las 9 a. m. ET",
+    ("en", SATURDAY_NOON): "Monday at 9am ET", ("es", SATURDAY_NOON): "el lunes a las 9 a. m. ET",
+}
+
+
+def text_of(catalog, topic: str, lang: str) -> str:
+    return catalog.render(topic, lang)
+
+
+@pytest.mark.parametrize("lang", ["en", "es"])
+def test_a_picture_with_no_text_gets_the_media_line_in_the_senders_language(conversation, catalog, lang):
+    for body in ["", "  ", "🙂"]:
+        answer, state = conversation.reply_to(Message(body, media=1), BY_LANG[lang], NOW)
+        assert (answer.topic, answer.lang, answer.body) == ("media", lang, text_of(catalog, "media", lang))
+        assert state.window_count == 1  # a reply like any other: counted
+    # WhatsApp voice notes too, and several attachments.
+    answer, _ = conversation.reply_to(Message("", WHATSAPP, 3), BY_LANG[lang], NOW)
+    assert answer.topic == "media" and answer.lang == lang
+
+
+@pytest.mark.parametrize(("text", "topic", "lang"), [("what is her2", "her2", "en"), ("que es her2", "her2", "es")])
+def test_a_picture_with_text_gets_the_text_answered(conversation, text, topic, lang):
+    answer, _ = conversation.reply_to(Message(text, media=1), SenderState(), NOW)
+    assert (answer.topic, answer.lang) == (topic, lang)
+
+
+@pytest.mark.parametrize(("stop", "lang"), [("STOP", "en"), ("PARAR", "es")])
+def test_a_picture_from_an_opted_out_sender_gets_nothing(conversation, stop, lang):
+    _, state = conversation.reply_to(stop, SenderState(), NOW)
+    for message in [Message("", media=1), Message("HER2", media=2), Message("", WHATSAPP, 1)]:
+        answer, state = conversation.reply_to(message, state, NOW)
+        assert answer.body is None and answer.messages == (), message
+
+
+@pytest.mark.parametrize(("word", "lang", "part"), [("START", "en", "Welcome to MBC Text Line"), ("YES", "en", "Welcome to MBC Text Line"),
+                                                    ("ALTA", "es", "Línea de texto MBC"), ("comenzar", "es", "Línea de texto MBC")])
+def test_an_opt_in_word_from_someone_who_never_opted_out_gets_the_first_welcome(conversation, catalog, word, lang, part):
+    answer, state = conversation.reply_to(word, SenderState(), NOW)
+    assert answer.topic == "start" and answer.lang == lang and answer.record == "start=welcome"
+    assert answer.body == catalog.render("welcome", lang) and part in answer.body
+    assert "Welcome back" not in answer.body and "bienvenida de nuevo" not in answer.body.lower()
+    assert not state.opted_out and state.window_count == 1
+    assert answer.segments <= catalog.topic("welcome").budget
+
+
+@pytest.mark.parametrize(("stop", "start", "lang"), [("STOP", "START", "en"), ("PARAR", "ALTA", "es")])
+def test_welcome_back_only_after_an_opt_out(conversation, catalog, stop, start, lang):
+    _, state = conversation.reply_to(stop, SenderState(), NOW)
+    answer, state = conversation.reply_to(start, state, NOW)
+    assert answer.topic == "start" and answer.record == "start" and answer.lang == lang
+    assert answer.body == catalog.render("start", lang) and not state.opted_out
+    # Opted back in, an opt-in word again is a first welcome's confirmation, not "welcome back".
+    again, _ = conversation.reply_to(start, state, NOW)
+    assert again.body == catalog.render("welcome", lang)
+
+
+@pytest.mark.parametrize(("word", "lang"), [("STOP", "en"), ("stop", "en"), ("UNSUBSCRIBE", "en"), ("PARAR", "es"), ("BAJA", "es")])
+def test_a_whatsapp_opt_out_always_gets_our_confirmation(conversation, catalog, word, lang):
+    answer, state = conversation.reply_to(Message(word, WHATSAPP), SenderState(), NOW)
+    assert answer.topic == "stop" and answer.lang == lang and state.opted_out
+    assert answer.body == catalog.render("stop", lang)
+    # Confirmed once; then nothing on either channel until an opt-in word.
+    for message in [Message(word, WHATSAPP), Message("HER2", WHATSAPP), Message("HER2"), Message("", WHATSAPP, 1)]:
+        again, state = conversation.reply_to(message, state, NOW)
+        assert again.body is None and state.opted_out, message
+
+
+def test_an_sms_opt_out_word_twilio_confirms_stays_silent(conversation):
+    answer, state = conversation.reply_to(Message("STOP", SMS), SenderState(), NOW)
+    assert answer.body is None and state.opted_out
+    answer, state = conversation.reply_to(Message("PARAR", SMS), SenderState(), NOW)
+    assert answer.body is not None and state.opted_out
+
+
+def test_the_channel_comes_from_twilios_from_prefix():
+    assert channel_of("whatsapp:+15550100001") == WHATSAPP
+    assert channel_of("WhatsApp:+15550100001") == WHATSAPP
+    assert channel_of("+15550100001") == SMS and channel_of(None) == SMS
+
+
+def understood(topic: str, lang: str, feeling: bool = False) -> Understanding:
+    return Understanding(Understood.TOPIC, topic, lang, feeling=feeling)
+
+
+@pytest.mark.parametrize("lang", ["en", "es"])
+@pytest.mark.parametrize("topic", ["thanks", "ack", "goodbye", "human_check"])
+def test_small_talk_gets_its_short_reply_never_the_fallback(conversation, catalog, topic, lang):
+    answer, state = conversation.respond(understood(topic, lang), SenderState(), NOW)
+    assert (answer.topic, answer.lang, answer.body) == (topic, lang, catalog.render(topic, lang))
+    assert answer.segments <= catalog.topic(topic).budget and state.window_count == 1
+
+
+@pytest.mark.parametrize("lang", ["en", "es"])
+def test_small_talk_counts_toward_the_rate_limit(catalog, lang):
+    conversation = Conversation(catalog, RateLimit(replies=2, window_seconds=60))
+    state, topics = BY_LANG[lang], []
+    for second in range(4):
+        answer, state = conversation.respond(understood("thanks", lang), state, NOW + second)
+        topics.append(answer.topic)
+    assert topics == ["thanks", "thanks", "rate_limit", "rate_limited"]
+
+
+@pytest.mark.parametrize("lang", ["en", "es"])
+@pytest.mark.parametrize("now", [TUESDAY_3PM, SUNDAY_11PM])
+def test_feelings_get_a_kind_line_then_support_then_the_helpline_each_message_within_budget(
+    conversation, catalog, lang, now
+):
+    answer, state = conversation.respond(understood("feelings", lang), BY_LANG[lang], now)
+    assert answer.topic == "feelings" and answer.lang == lang and state.window_count == 1
+    whole = "\n".join(answer.messages)
+    kind, support = catalog.render("feelings", lang), catalog.render("support", lang)
+    helpline = catalog.render("helpline", lang, hours_key(datetime.fromtimestamp(now, timezone.utc)))
+    assert whole == "\n".join([kind, support, helpline])  # in this order, nothing left out
+    assert whole.index(kind) < whole.index(support) < whole.index(helpline)
+    for message in answer.messages:
+        assert count_segments(message).segments <= 4, message
+    assert answer.messages[0].startswith(kind)  # fear is not a crisis: the kind line comes first
+    if lang == "es":  # UCS-2: the kind line and the support answer do not fit one message
+        assert len(answer.messages) >= 2
+
+
+@pytest.mark.parametrize("lang", ["en", "es"])
+@pytest.mark.parametrize("topic", ["survival", "cure"])
+def test_a_survival_or_cure_question_asked_in_fear_gets_a_kind_line_and_the_facts(conversation, catalog, topic, lang):
+    answer, _ = conversation.respond(understood(topic, lang, feeling=True), SenderState(), NOW)
+    assert answer.topic == topic and answer.lang == lang
+    assert answer.messages == (catalog.render("feelings_question", lang) + "\n" + catalog.render(topic, lang),)
+    assert answer.segments <= catalog.topic(topic).budget
+    plain, _ = conversation.respond(understood(topic, lang), SenderState(), NOW)
+    assert plain.body == catalog.render(topic, lang)  # without fear, the facts alone
+
+
+def test_fear_is_not_a_crisis(conversation):
+    for text in ["im scared of dying", "I'm scared to die", "tengo miedo de morir", "me da miedo morir"]:
+        answer, _ = reply(conversation, text)
+        assert answer.topic != "crisis" and "988" not in (answer.body or "").split(".")[0], text
+
+
+@pytest.mark.parametrize("lang", ["en", "es"])
+@pytest.mark.parametrize("topic", ["fallback", "helpline", "rate_limit"])
+def test_the_helpline_line_says_whether_it_is_open_now(conversation, catalog, topic, lang):
+    opened = conversation.render(topic, lang, now=TUESDAY_3PM)
+    assert catalog.render("hours_open", lang) in opened.body and opened.record == f"{topic}@open"
+    for now in (SUNDAY_11PM, SATURDAY_NOON):
+        closed = conversation.render(topic, lang, now=now)
+        line = catalog.render("hours_closed", lang).replace("{opens}", CLOSED_OPENS[(lang, now)])
+        assert line in closed.body and "911" in closed.body and "988" in closed.body
+        assert "{" not in closed.body and closed.segments <= catalog.topic(topic).budget
+
+
+@pytest.mark.parametrize(("text", "lang"), [("can you refill my prescription", "en"), ("donde puedo estacionar", "es")])
+def test_the_fallback_carries_the_hours_as_of_now(conversation, catalog, text, lang):
+    open_reply, _ = conversation.reply_to(text, SenderState(), TUESDAY_3PM)
+    closed_reply, _ = conversation.reply_to(text, SenderState(), SUNDAY_11PM)
+    assert open_reply.topic == closed_reply.topic == "fallback"
+    assert catalog.render("hours_open", lang) in open_reply.body
+    assert CLOSED_OPENS[(lang, SUNDAY_11PM)] in closed_reply.body
+
+
+def test_a_recorded_reply_renders_the_same_on_a_retry_whenever_it_comes(conversation):
+    late_sunday = SUNDAY_11PM + 3599  # 23:59:59: "opens tomorrow"
+    for lang in ("en", "es"):
+        for answer in [
+            conversation.reply_to("can you refill my prescription", SenderState(lang=lang), late_sunday)[0],
+            conversation.respond(understood("feelings", lang), SenderState(), late_sunday)[0],
+            conversation.respond(understood("survival", lang, feeling=True), SenderState(), late_sunday)[0],
+            conversation.reply_to("START", SenderState(lang=lang), late_sunday)[0],
+        ]:
+            # Two seconds later it is Monday: "today at 9am". The retry still says "tomorrow".
+            again = conversation.render(answer.record, answer.lang, now=late_sunday + 2)
+            assert again == answer, answer.record
+    # A reply recorded by an older release (a bare topic) takes the hours from the retry's time.
+    assert "open now" in conversation.render("fallback", "en", now=TUESDAY_3PM).body

@@ -6,9 +6,12 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
+from datetime import datetime, timezone
 from pathlib import Path
 
-from mbcsms.catalog import catalog_path, default_locales_dir
+from mbcsms.catalog import Catalog, catalog_path, default_locales_dir
+from mbcsms.helpline_hours import hours_key
 from tests.helpers import HELPLINE
 from tests.procfile_servers import is_silent, procfile_command, send, server_env, start, stop, wait_until_up
 
@@ -89,3 +92,42 @@ def test_the_release_phase_stops_on_a_catalog_syntax_error_before_migrating(tmp_
         capture_output=True, text=True, timeout=120,
     )
     assert web.returncode == 4 and web.stderr == result.stderr
+
+
+def bodies(twiml: str) -> list[str]:
+    return [element.text or "" for element in ET.fromstring(twiml).iter("Message")]
+
+
+def test_issue_12_through_the_procfile_server(tmp_path: Path) -> None:
+    """Media, a WhatsApp STOP then content withheld, first welcome vs welcome back, and the
+    open-now hours line, in English and Spanish, over real HTTP to the Procfile's gunicorn."""
+    env = server_env(tmp_path, MBCSMS_DB=str(tmp_path / "state.db"), DATABASE_URL="", WEB_CONCURRENCY="2")
+    catalog = Catalog.load()
+    server = start(tmp_path, "issue12", env)
+    try:
+        wait_until_up(server)
+        for lang, number, stop_word, start_word, fallback in [
+            ("en", "+15550107011", "STOP", "START", "can you refill my prescription"),
+            ("es", "+15550107012", "PARAR", "ALTA", "donde puedo estacionar"),
+        ]:
+            whatsapp = "whatsapp:" + number
+            if lang == "es":
+                assert "español" in send(server, "ESPAÑOL", number)
+            # A picture with no text: the media line, in the sender's language.
+            assert bodies(send(server, "", number, extra={"NumMedia": "1"})) == [catalog.render("media", lang)]
+            # The fallback says whether the helpline is open now.
+            before = catalog.hours_line(lang, hours_key(datetime.now(timezone.utc)))
+            answer = bodies(send(server, fallback, number))
+            after = catalog.hours_line(lang, hours_key(datetime.now(timezone.utc)))
+            assert len(answer) == 1 and (before in answer[0] or after in answer[0]) and HELPLINE in answer[0]
+            # First welcome, from someone who never opted out.
+            assert bodies(send(server, start_word, number)) == [catalog.render("welcome", lang)]
+            # A WhatsApp STOP: our confirmation, then nothing on either channel.
+            assert bodies(send(server, stop_word, whatsapp)) == [catalog.render("stop", lang)]
+            assert is_silent(send(server, "HER2", whatsapp))
+            assert is_silent(send(server, "HER2", number))
+            assert is_silent(send(server, "", whatsapp, extra={"NumMedia": "1"}))
+            # Welcome back, after the opt-out.
+            assert bodies(send(server, start_word, whatsapp)) == [catalog.render("start", lang)]
+    finally:
+        stop(server)

@@ -33,6 +33,7 @@ from mbcsms.cli import main
 from mbcsms.conversation import Conversation, SenderState
 from mbcsms.sms import count_segments
 from mbcsms.translations import update
+from mbcsms.helpline_hours import HOURS_KEYS
 from mbcsms.translations.check import check
 from tests.helpers import app_env
 
@@ -92,10 +93,23 @@ def test_check_measures_every_reply_in_every_language_as_sent() -> None:
     assert result.ok
     assert {lang for _, lang in result.measures} == set(catalog.languages) >= {"en", "es"}
     for (topic, lang), measure in result.measures.items():
-        assert measure.text == catalog.render(topic, lang)
-        assert measure.count == count_segments(measure.text)
+        for form in measure.forms:
+            if topic == "hours_closed":  # the line itself, {opens} filled for each day
+                assert form.text == catalog.hours_line(lang, form.hours)
+            else:
+                assert form.text == catalog.render(topic, lang, form.hours)
+            assert "{" not in form.text  # every placeholder filled, {hours} and {opens} included
+            assert form.count == count_segments(form.text) and form.count.segments <= measure.budget
+            assert form.readable and form.level is not None
+        assert measure.count == max(f.count for f in measure.forms if f.text == measure.text)
         assert measure.count.segments <= catalog.topic(topic).budget
     assert "\n" in result.measures[("start", "es")].text  # start includes the menu
+    for lang in catalog.languages:
+        assert result.measures[("crisis", lang)].budget == 3
+        # {hours}: the open line and the closed line for each day it may open next.
+        helpline = result.measures[("helpline", lang)]
+        assert [form.hours for form in helpline.forms] == list(HOURS_KEYS)
+        assert len({form.text for form in helpline.forms}) == len(HOURS_KEYS)
 
 
 def blank(context: str) -> Callable[[PoCatalog], None]:
@@ -129,6 +143,24 @@ def steal_by_stem(catalog: PoCatalog) -> None:
     entry(catalog, "keywords:cure").string += ", tratamientos"
 
 
+def hard_to_read(catalog: PoCatalog) -> None:
+    entry(catalog, "answer:treatment").string = (
+        "Intervenciones inmunoterapéuticas multidisciplinarias individualizadas. (Healthwise; Komen)"
+    )
+
+
+def long_crisis(catalog: PoCatalog) -> None:
+    # Four UCS-2 segments: within the topic's budget of 4, past the crisis rule of 3.
+    message = entry(catalog, "answer:crisis")
+    message.string += " Llame ahora, por favor."
+
+
+def long_closed_hours(catalog: PoCatalog) -> None:
+    # Within budget with the "open" line, past it with the longer "closed" one.
+    message = entry(catalog, "answer:helpline")
+    message.string += " Le atienden con gusto y sin costo."
+
+
 def overfill(catalog: PoCatalog) -> None:
     message = entry(catalog, "answer:survival")
     message.string = " ".join([message.string] * 3)
@@ -154,11 +186,14 @@ def add_stale(catalog: PoCatalog) -> None:
         (steal_by_stem, "keywords:treatment", "keyword conflict",
          "is also a keyword of topic cure ('tratamientos', line "),
         (overfill, "answer:survival", "over budget", "UCS-2"),
+        (hard_to_read, "answer:treatment", "hard to read", "the limit is Fernández-Huerta ease >= 65"),
+        (long_crisis, "answer:crisis", "over budget", "must fit 3 segments in every language"),
+        (long_closed_hours, "answer:helpline", "over budget", "with the hours line: helpline closed"),
         (drop_keywords, "keywords:her2", "no keywords", ""),
         (add_stale, "answer:gone", "stale", "no longer exists"),
     ],
     ids=["blank", "fuzzy", "placeholder", "keyword-conflict", "keyword-stem-conflict", "over-budget",
-         "no-keywords", "stale"],
+         "hard-to-read", "crisis-over-3", "over-budget-when-closed", "no-keywords", "stale"],
 )
 def test_check_names_file_line_and_entry_of_each_problem(
     locales: Path, change: Callable[[PoCatalog], None], context: str, kind: str, detail: str
@@ -461,11 +496,28 @@ def test_preview_shows_every_reply_in_every_language(tmp_path: Path) -> None:
         cells = row.group(1).split("<td")[1:]
         assert len(cells) == len(catalog.languages)
         for lang, cell in zip(catalog.languages, cells):
-            count = count_segments(catalog.render(topic.id, lang))
-            assert f"{count.segments} segment" in cell and f"of {topic.budget}</span>" in cell
-            assert count.encoding in cell
-            for line in catalog.render(topic.id, lang).split("\n"):
-                assert html.escape(line) in cell
+            budget = 3 if topic.id == "crisis" else topic.budget
+            # A reply with {hours} is shown with both lines: open, and closed (the longest).
+            with_hours = catalog.needs_hours(topic.id, lang)
+
+            def as_sent(key: str | None) -> str:
+                if topic.id == "hours_closed":  # {opens} filled: its longest form is shown
+                    return catalog.hours_line(lang, key or "closed:wednesday")
+                return catalog.render(topic.id, lang, key)
+
+            shown = [
+                key for key in (HOURS_KEYS if with_hours else [None])
+                if all(html.escape(line) in cell for line in as_sent(key).split("\n"))
+            ]
+            assert shown == [None] or (shown[0] == "open" and len(shown) == 2), (topic.id, lang, shown)
+            for key in shown:
+                count = count_segments(as_sent(key))
+                assert f"{count.segments} segment" in cell and f"of {budget}</span>" in cell
+                assert count.encoding in cell
+            # The reading level beside the segments.
+            assert re.search(r'class="badge ok"[^>]*>(grade|ease) -?\d+\.\d</span>', cell), (topic.id, lang)
+            assert ("helpline open" in cell) == with_hours
+            assert ("helpline closed" in cell) == (with_hours or topic.id == "hours_closed")
     assert "no problems" in text and 'class="badge problem">' not in text.split("</div>", 1)[1]
 
 

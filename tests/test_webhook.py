@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
+from datetime import datetime, timezone
+
 import pytest
 
 from mbcsms import create_app
-from tests.helpers import AUTH_TOKEN, PUBLIC_URL, app_env, new_sid, post_signed, sign
+from mbcsms.helpline_hours import hours_key
+from tests.helpers import AUTH_TOKEN, HELPLINE, PATIENT, PUBLIC_URL, app_env, new_sid, post_signed, sign
 from tests.twiml import messages, one_message
 
 
@@ -122,3 +126,90 @@ def test_livez_answers_while_postgresql_is_down(tmp_path):
     assert client.get("/livez").status_code == 200
     assert client.get("/healthz").status_code == 503
     assert client.get("/livez").status_code == 200
+
+
+# --- issue 12, through the signed webhook -----------------------------------------------------------
+
+WHATSAPP_PATIENT = "whatsapp:" + PATIENT
+
+
+def spanish(send, sender: str = PATIENT) -> None:
+    assert "español" in one_message(send("ESPAÑOL", sender=sender))
+
+
+@pytest.mark.parametrize("lang", ["en", "es"])
+def test_a_picture_with_no_text_gets_the_media_line(send, catalog, lang):
+    if lang == "es":
+        spanish(send)
+    assert one_message(send("", extra={"NumMedia": "1", "MediaContentType0": "image/jpeg"})) == catalog.render("media", lang)
+    assert one_message(send(None, extra={"NumMedia": "2"})) == catalog.render("media", lang)
+    # With text, the text is answered.
+    assert "HER2" in one_message(send("que es her2" if lang == "es" else "what is her2", extra={"NumMedia": "1"}))
+    # A broken NumMedia counts as none: an empty message gets the menu.
+    assert one_message(send("", extra={"NumMedia": "many"})) == catalog.render("menu", lang)
+
+
+@pytest.mark.parametrize(("stop", "lang"), [("STOP", "en"), ("PARAR", "es")])
+def test_a_picture_from_an_opted_out_sender_gets_nothing(send, stop, lang):
+    send(stop)
+    assert messages(send("", extra={"NumMedia": "1"})) == []
+    assert messages(send("", sender=WHATSAPP_PATIENT, extra={"NumMedia": "1"})) == []
+
+
+@pytest.mark.parametrize(("stop", "lang"), [("STOP", "en"), ("PARAR", "es")])
+def test_a_whatsapp_stop_is_confirmed_and_later_content_withheld_on_both_channels(send, catalog, stop, lang):
+    assert one_message(send(stop, sender=WHATSAPP_PATIENT)) == catalog.render("stop", lang)
+    assert messages(send(stop, sender=WHATSAPP_PATIENT)) == []  # confirmed once
+    for sender in (WHATSAPP_PATIENT, PATIENT):
+        assert messages(send("HER2", sender=sender)) == []
+        assert messages(send("MENU", sender=sender)) == []
+    # An SMS STOP stays Twilio's to confirm.
+    assert messages(send("STOP", sender="+15550100002")) == []
+
+
+@pytest.mark.parametrize(("start", "stop", "lang"), [("START", "STOP", "en"), ("ALTA", "PARAR", "es")])
+def test_first_welcome_then_welcome_back_only_after_an_opt_out(send, catalog, start, stop, lang):
+    assert one_message(send(start)) == catalog.render("welcome", lang)
+    send(stop)
+    assert one_message(send(start)) == catalog.render("start", lang)  # welcome back, with the menu
+
+
+def test_a_retry_of_a_first_welcome_is_the_same_welcome(send, catalog):
+    sid = new_sid()
+    first = one_message(send("START", sid=sid))
+    assert first == one_message(send("START", sid=sid)) == catalog.render("welcome", "en")
+
+
+@pytest.mark.parametrize(("text", "lang"), [("can you refill my prescription", "en"), ("donde puedo estacionar", "es")])
+def test_the_fallback_says_whether_the_helpline_is_open_now(send, catalog, text, lang):
+    before = catalog.hours_line(lang, hours_key(datetime.now(timezone.utc)))
+    body = one_message(send(text))
+    after = catalog.hours_line(lang, hours_key(datetime.now(timezone.utc)))
+    assert before in body or after in body
+    assert "{" not in body and HELPLINE in body
+
+
+@pytest.mark.parametrize("lang", ["en", "es"])
+def test_the_helpline_answer_says_whether_it_is_open_now_and_a_retry_says_the_same(send, catalog, lang):
+    sid = new_sid()
+    before = catalog.hours_line(lang, hours_key(datetime.now(timezone.utc)))
+    body = one_message(send("linea de ayuda" if lang == "es" else "helpline", sid=sid))
+    after = catalog.hours_line(lang, hours_key(datetime.now(timezone.utc)))
+    assert before in body or after in body
+    assert one_message(send("linea de ayuda" if lang == "es" else "helpline", sid=sid)) == body
+
+
+@pytest.mark.parametrize("lang", ["en", "es"])
+def test_a_reply_of_several_messages_is_several_message_elements_in_order(app, catalog, lang):
+    from mbcsms.conversation import SenderState
+    from mbcsms.understand import Understanding, Understood
+    from mbcsms.webhook import twiml
+
+    conversation = app.extensions["mbcsms"].conversation
+    reply, _ = conversation.respond(Understanding(Understood.TOPIC, "feelings", lang), SenderState(), 1.8e9)
+    with app.test_request_context():
+        response = twiml(reply)
+    root = ET.fromstring(response.get_data())
+    assert [element.text for element in root.iter("Message")] == list(reply.messages)
+    assert "\n".join(reply.messages).startswith(catalog.render("feelings", lang))
+    assert len(reply.messages) == (1 if lang == "en" else 3)

@@ -31,7 +31,7 @@ from typing import TypeVar
 from . import logs
 from .catalog import Catalog
 from .config import Settings
-from .conversation import Conversation, RateLimit, Reply, SenderState
+from .conversation import Conversation, Message, RateLimit, Reply, SenderState, channel_of
 from .senders import SenderKeys, message_key, sender_key
 from .store import OptChange, Recorded, StateStore, StoreError, open_store
 from .store.local import LocalState, LocalStateError
@@ -59,6 +59,21 @@ class Inbound:
     sender: str | None  # the raw address, never stored nor logged: hashed below
     body: str
     message_sid: str | None = None
+    media: int = 0  # Twilio's NumMedia: pictures, voice notes, contact cards attached
+
+    @property
+    def message(self) -> Message:
+        """What the conversation sees: the text, the channel (from the From prefix) and the
+        number of attachments; never the sender."""
+        return Message(self.body, channel_of(self.sender), max(0, self.media))
+
+
+@dataclass(frozen=True)
+class _Understood:
+    """A message and what it was understood as: decided before the store is touched."""
+
+    understanding: Understanding
+    message: Message
 
 
 class Breaker:
@@ -231,9 +246,10 @@ class Bot:
         # Understood before the store is touched: the store's lock is shared by every worker,
         # and a crisis is decided without it.
         understanding = self.conversation.understander.understand(inbound.body)
+        message_in = inbound.message
         if not inbound.sender:
             # Nobody to remember: answer the question, keep nothing.
-            reply, _ = self.conversation.respond(understanding, SenderState(), now)
+            reply, _ = self.conversation.respond(understanding, SenderState(), now, message_in)
             self._log(reply, "anonymous", started)
             return reply
         keys = SenderKeys.of(inbound.sender, self.secret, self.previous_secrets)
@@ -241,62 +257,65 @@ class Bot:
             message_key(self.secret, inbound.message_sid, keys.current, inbound.body)
             if inbound.message_sid else None
         )
+        understood = _Understood(understanding, message_in)
         if understanding.kind == Understood.CRISIS:
-            return self._crisis(understanding, keys, message, now, started)
+            return self._crisis(understood, keys, message, now, started)
         reason = "breaker open"
         if self.breaker.allow():
             try:
-                return self._with_store(understanding, keys, message, now, started)
+                return self._with_store(understood, keys, message, now, started)
             except StoreError as error:
                 self._store_failed(error)
                 reason = _reason(error)
-        return self._without_store(understanding, keys, message, now, started, reason)
+        return self._without_store(understood, keys, message, now, started, reason)
 
     def _exchange(
-        self, understanding: Understanding, keys: SenderKeys, message: str | None, now: float,
+        self, understood: _Understood, keys: SenderKeys, message: str | None, now: float,
         fresh: list[tuple[Reply, SenderState, SenderState]],
     ) -> Callable[[], Recorded]:
         def decide(state: SenderState) -> tuple[Reply, SenderState]:
-            reply, new_state = self.conversation.respond(understanding, state, now)
+            reply, new_state = self.conversation.respond(understood.understanding, state, now, understood.message)
             fresh.append((reply, state, new_state))
-            return reply, new_state
+            # The store records the reply's topic: give it the key that renders the same reply
+            # again (its parts and hours line), so a retry gets the same words and messages.
+            return replace(reply, topic=reply.record), new_state
 
         return lambda: self.store.exchange(
             keys.current, message, decide, now, previous=keys.previous, key_id=keys.key_id
         )
 
     def _with_store(
-        self, understanding: Understanding, keys: SenderKeys, message: str | None, now: float, started: float
+        self, understood: _Understood, keys: SenderKeys, message: str | None, now: float, started: float
     ) -> Reply:
         # Opt changes taken during an outage (by any worker of this server) go in first, so
         # this message is decided on them.
         self._flush_pending()
         fresh: list[tuple[Reply, SenderState, SenderState]] = []
-        recorded = self._calls.call(self._exchange(understanding, keys, message, now, fresh), self.deadline)
+        recorded = self._calls.call(self._exchange(understood, keys, message, now, fresh), self.deadline)
         self._store_ok()
         if fresh:
             reply, before, after = fresh[-1]
             if before.opted_out != after.opted_out:
                 self._mirror(keys.current, after.opted_out)
         else:
-            reply = self._replay(recorded)
+            reply = self._replay(recorded, now)
         self._log(reply, keys.current, started, retry=None if fresh else True)
         return reply
 
     def _crisis(
-        self, understanding: Understanding, keys: SenderKeys, message: str | None, now: float, started: float
+        self, understood: _Understood, keys: SenderKeys, message: str | None, now: float, started: float
     ) -> Reply:
         """911 and 988 go out at once: the decision needs no state. With the breaker closed the
         exchange is recorded (language, dedupe, last seen) if the store answers within
         CRISIS_WAIT_SECONDS; otherwise it finishes in the background, or not at all."""
-        stateless, _ = self.conversation.respond(understanding, SenderState(), now)
+        stateless, _ = self.conversation.respond(understood.understanding, SenderState(), now, understood.message)
         if not self.breaker.closed:
             self.events.add("crisis_without_store")
             self._log(stateless, keys.current, started, degraded=True)
             return stateless
         fresh: list[tuple[Reply, SenderState, SenderState]] = []
         try:
-            future = self._calls.submit(self._exchange(understanding, keys, message, now, fresh))
+            future = self._calls.submit(self._exchange(understood, keys, message, now, fresh))
             recorded = future.result(min(CRISIS_WAIT_SECONDS, self.deadline))
         except FutureTimeout:
             future.add_done_callback(self._outcome)
@@ -309,7 +328,7 @@ class Bot:
             self._log(stateless, keys.current, started, degraded=True)
             return stateless
         self._store_ok()
-        reply = fresh[-1][0] if fresh else self._replay(recorded)
+        reply = fresh[-1][0] if fresh else self._replay(recorded, now)
         self._log(reply, keys.current, started, retry=None if fresh else True)
         return reply
 
@@ -322,16 +341,17 @@ class Bot:
             self._store_ok()
 
     def _without_store(
-        self, understanding: Understanding, keys: SenderKeys, message: str | None, now: float,
+        self, understood: _Understood, keys: SenderKeys, message: str | None, now: float,
         started: float, reason: str,
     ) -> Reply:
+        understanding = understood.understanding
         opted_out, replay = self._known_opt_out(keys, message)
         if replay is not None:
-            reply = self._replay(replay)
+            reply = self._replay(replay, now)
             self._log(reply, keys.current, started, retry=True, degraded=True)
             return reply
         if understanding.kind == Understood.CONTROL and understanding.topic in ("stop", "start"):
-            return self._opt_change_without_store(understanding, keys, now, started, reason)
+            return self._opt_change_without_store(understood, keys, now, started, reason)
         if opted_out is None:
             # Nobody can say whether this sender opted out: content could break their opt-out.
             self.events.add("replies_withheld_state_unknown")
@@ -342,7 +362,7 @@ class Bot:
             return Reply(WITHHELD, understanding.lang or "en", None)
         # Known: answered by the ordinary rules, the rate limit counted in this process's memory.
         state = replace(self._outage_rates.get(keys.current, SenderState()), opted_out=opted_out)
-        reply, new_state = self.conversation.respond(understanding, state, now)
+        reply, new_state = self.conversation.respond(understanding, state, now, understood.message)
         if len(self._outage_rates) >= OUTAGE_RATE_SENDERS:
             self._outage_rates.clear()
         self._outage_rates[keys.current] = new_state
@@ -351,13 +371,16 @@ class Bot:
         return reply
 
     def _opt_change_without_store(
-        self, understanding: Understanding, keys: SenderKeys, now: float, started: float, reason: str
+        self, understood: _Understood, keys: SenderKeys, now: float, started: float, reason: str
     ) -> Reply:
         """Honoured at once and kept on local disk until the store has it. An opt-out is
         answered as a first one (a confirmation where one applies), so that Twilio's
-        re-delivery of it gets the same answer."""
-        opting_out = understanding.topic == "stop"
-        reply, new_state = self.conversation.respond(understanding, SenderState(opted_out=not opting_out), now)
+        re-delivery of it gets the same answer; an opt-in as a welcome back (whether the
+        sender ever opted out is in the store)."""
+        opting_out = understood.understanding.topic == "stop"
+        reply, new_state = self.conversation.respond(
+            understood.understanding, SenderState(opted_out=not opting_out), now, understood.message
+        )
         change = OptChange(keys.current, new_state.opted_out, now, keys.key_id, keys.previous)
         try:
             if self.local is None:
@@ -507,14 +530,15 @@ class Bot:
             logs.event("store_breaker_closed", logging.WARNING, store=self.store.name,
                        outage_seconds=round(outage, 2))
 
-    def _replay(self, recorded: Recorded) -> Reply:
-        return self.conversation.render(recorded.topic, recorded.lang, recorded.sent)
+    def _replay(self, recorded: Recorded, now: float) -> Reply:
+        # The recorded topic is the reply's key (see _exchange): the same parts and hours line.
+        return self.conversation.render(recorded.topic, recorded.lang, recorded.sent, now=now)
 
     def _log(
         self, reply: Reply, sender: str, started: float, retry: bool | None = None, degraded: bool = False
     ) -> None:
         logs.event(
-            "reply", topic=reply.topic, lang=reply.lang, segments=reply.segments,
+            "reply", topic=reply.topic, lang=reply.lang, segments=reply.total_segments,
             latency_ms=round((time.perf_counter() - started) * 1000, 2),
             sender=logs.sender_prefix(sender), retry=retry, store=None if not degraded else "unavailable",
         )

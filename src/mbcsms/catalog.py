@@ -18,6 +18,8 @@ from pathlib import Path
 from babel.messages.catalog import Catalog as PoCatalog
 from babel.messages.pofile import PoFileError, read_po
 
+from .helpline_hours import OPEN, opens_text_of
+
 SOURCE_LANGUAGE = "en"
 DOMAIN = "messages"
 CONTENT_FILE = Path(__file__).parent / "content" / "topics.toml"
@@ -235,7 +237,7 @@ class Catalog:
         self.translations = translations
         self.languages = [SOURCE_LANGUAGE] + sorted(translations)
         self._topics = {topic.id: topic for topic in source.topics}
-        self._rendered: dict[tuple[str, str], str] = {}
+        self._rendered: dict[tuple[str, str, str | None], str] = {}
 
     @classmethod
     def load(cls, locales: Path | None = None, source_path: Path = CONTENT_FILE) -> Catalog:
@@ -297,12 +299,34 @@ class Catalog:
                 return topic
         return None
 
-    def render(self, topic_id: str, lang: str) -> str:
-        """The full text of a reply: answers composed and placeholders filled. Cached: pure."""
-        key = (topic_id, lang)
+    def render(self, topic_id: str, lang: str, hours: str | None = None) -> str:
+        """The full text of a reply: answers composed and placeholders filled. ``hours``: a key
+        of ``helpline_hours.hours_key`` ("open", "closed:monday"...) whose line fills {hours};
+        None leaves {hours} as it is (for tools that show every form). Cached per (topic,
+        language, hours line): pure, and the request path never composes text twice."""
+        key = (topic_id, lang, hours)
         text = self._rendered.get(key)
         if text is None:
             text = self._compose(topic_id, lang)
+            if hours is not None and "{hours}" in text:
+                text = text.replace("{hours}", self.hours_line(lang, hours))
+            self._rendered[key] = text
+        return text
+
+    def needs_hours(self, topic_id: str, lang: str) -> bool:
+        """Whether the reply says when the helpline is open ({hours})."""
+        return "{hours}" in self.render(topic_id, lang)
+
+    def hours_line(self, lang: str, hours: str) -> str:
+        """The hours_open line, or hours_closed with {opens} filled, for an hours key."""
+        key = ("{hours}", lang, hours)
+        text = self._rendered.get(key)
+        if text is None:
+            if hours == OPEN:
+                text = self._fill(self.answer("hours_open", lang), lang)
+            else:
+                closed = self._fill(self.answer("hours_closed", lang), lang)
+                text = closed.replace("{opens}", opens_text_of(hours, lang))
             self._rendered[key] = text
         return text
 
@@ -313,7 +337,7 @@ class Catalog:
 
     def _fill(self, text: str, lang: str) -> str:
         # Replace only the placeholders we own: a stray brace typed by a translator stays text
-        # instead of crashing str.format on a patient's request.
+        # instead of crashing str.format on a patient's request. {hours} is filled by render.
         values = {"{helpline}": self.source.helpline}
         if "{topics}" in text:
             values["{topics}"] = "\n".join(

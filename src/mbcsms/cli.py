@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 import click
@@ -17,6 +18,7 @@ import click
 from .catalog import CatalogError
 from .config import ConfigError, Settings
 from .conversation import Reply, SenderState
+from .sms import count_segments
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -31,13 +33,20 @@ def main() -> None:
 
 
 def _reply_json(reply: Reply) -> str:
+    """``body``: every message of the reply, a blank line between them (what the patient reads);
+    ``segments``: the most any one message takes (each goes as its own SMS); ``messages``: each
+    message with its own segments and encoding."""
     return json.dumps(
         {
             "topic": reply.topic,
             "lang": reply.lang,
-            "body": reply.body,
+            "body": "\n\n".join(reply.messages) if reply.body is not None else None,
             "segments": reply.segments,
             "encoding": reply.encoding,
+            "messages": [
+                {"body": text, "segments": count.segments, "encoding": count.encoding}
+                for text, count in ((text, count_segments(text)) for text in reply.messages)
+            ],
         },
         ensure_ascii=False,
     )
@@ -46,9 +55,33 @@ def _reply_json(reply: Reply) -> str:
 def _print(reply: Reply, as_json: bool) -> None:
     if as_json:
         click.echo(_reply_json(reply))
+    elif reply.body is None:
+        click.echo("(no reply)")
     else:
-        # One line a reply in batch mode, so a script can pair answers with questions.
-        click.echo((reply.body or "").replace("\n", " / ") if reply.body is not None else "(no reply)")
+        # One line a reply in batch mode, so a script can pair answers with questions; a reply
+        # of several messages shows them in order, " // " between them.
+        click.echo(" // ".join(text.replace("\n", " / ") for text in reply.messages))
+
+
+class MomentType(click.ParamType):
+    """An ISO 8601 date and time with its UTC offset: 2026-12-06T23:00:00-05:00."""
+
+    name = "DATETIME"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> datetime:
+        if isinstance(value, datetime):
+            moment = value
+        else:
+            try:
+                moment = datetime.fromisoformat(str(value))
+            except ValueError:
+                self.fail(f"{value!r} is not an ISO date and time such as 2026-12-06T23:00:00-05:00", param, ctx)
+        if moment.tzinfo is None or moment.utcoffset() is None:
+            self.fail(
+                f"{value!r} has no UTC offset: add one, such as 2026-12-06T23:00:00-05:00 (New York "
+                "in winter) or 2026-07-06T23:00:00-04:00 (summer)", param, ctx,
+            )
+        return moment
 
 
 @main.command()
@@ -58,7 +91,12 @@ def _print(reply: Reply, as_json: bool) -> None:
     "--from", "sender", metavar="NUMBER",
     help="Reply as to this sender, using the configured state store (MBCSMS_DB or DATABASE_URL).",
 )
-def reply(message: str | None, as_json: bool, sender: str | None) -> None:
+@click.option(
+    "--at", "at", type=MomentType(), default=None, metavar="DATETIME",
+    help="Answer as of this moment (ISO date and time with its offset, e.g. "
+    "2026-12-06T23:00:00-05:00): what the helpline hours say, and the rate limit. Default: now.",
+)
+def reply(message: str | None, as_json: bool, sender: str | None, at: datetime | None) -> None:
     """Print the bot's reply to MESSAGE, or to each line of standard input.
 
     Without --from, each message is answered as from a new sender and nothing is stored.
@@ -66,17 +104,21 @@ def reply(message: str | None, as_json: bool, sender: str | None) -> None:
     from .bot import Inbound, OptOutNotRecorded, build_bot, build_conversation
 
     messages = [message] if message is not None else (line.rstrip("\r\n") for line in sys.stdin)
+
+    def now() -> float:
+        return at.timestamp() if at is not None else time.time()
+
     try:
         if sender is None:
             conversation = build_conversation(Settings.for_catalogs())
             for text in messages:
-                answer, _ = conversation.reply_to(text, SenderState(), time.time())
+                answer, _ = conversation.reply_to(text, SenderState(), now())
                 _print(answer, as_json)
             return
         bot = build_bot(Settings.for_replay())
         for text in messages:
             try:
-                _print(bot.answer(Inbound(sender, text)), as_json)
+                _print(bot.answer(Inbound(sender, text), now=now()), as_json)
             except OptOutNotRecorded:
                 raise click.ClickException("the store is unavailable: the opt-out/opt-in was NOT recorded")
     except (CatalogError, ConfigError) as error:

@@ -51,7 +51,7 @@ def status(at: datetime) -> HoursStatus:
     return HoursStatus(False, _opening(day))
 
 
-def _clock(moment: datetime, lang: str) -> str:
+def _clock(moment: datetime | time, lang: str) -> str:
     hour = moment.hour % 12 or 12
     minutes = f":{moment.minute:02d}" if moment.minute else ""
     if lang == "es":
@@ -70,19 +70,66 @@ def opens_text(opens: datetime, lang: str, now: datetime | None = None) -> str:
     _require_aware(now, "now")
     local = opens.astimezone(HELPLINE_TZ)
     days_ahead = (local.date() - now.astimezone(HELPLINE_TZ).date()).days
+    return _phrase(days_ahead, local.weekday(), local.time(), lang)
+
+
+def _phrase(days_ahead: int, weekday: int, clock_at: time, lang: str) -> str:
     spanish = lang.replace("-", "_").split("_")[0].lower() == "es"
     locale = "es" if spanish else "en"
-    clock = _clock(local, locale)
+    clock = _clock(clock_at, locale)
     if spanish:
         if days_ahead == 0:
             return f"hoy a las {clock} ET"
         if days_ahead == 1:
             return f"mañana a las {clock} ET"
-        weekday = get_day_names("wide", locale="es")[local.weekday()]
-        return f"el {weekday} a las {clock} ET"
+        weekday_name = get_day_names("wide", locale="es")[weekday]
+        return f"el {weekday_name} a las {clock} ET"
     if days_ahead == 0:
         return f"today at {clock} ET"
     if days_ahead == 1:
         return f"tomorrow at {clock} ET"
-    weekday = get_day_names("wide", locale="en")[local.weekday()]
-    return f"{weekday} at {clock} ET"
+    weekday_name = get_day_names("wide", locale="en")[weekday]
+    return f"{weekday_name} at {clock} ET"
+
+
+# -- the hours line of a reply, as a key ---------------------------------------------------------
+#
+# What a reply says about the hours depends only on whether the line is open and, when it is
+# closed, on the day it opens counted from now: "today", "tomorrow" or a weekday's name (the
+# opening hour is always OPENS_AT). A reply records that as a short key ("open",
+# "closed:tomorrow", "closed:monday"), so a retry of the same message renders the same words
+# whenever it comes, and a cache of rendered replies stays small (at most HOURS_KEYS).
+
+OPEN = "open"
+_WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+HOURS_KEYS = (OPEN, "closed:today", "closed:tomorrow") + tuple(
+    f"closed:{_WEEKDAYS[day]}" for day in sorted(OPEN_WEEKDAYS)
+)
+
+
+def hours_key(at: datetime) -> str:
+    """What the hours line says at ``at`` (aware): "open", or "closed:" and when it opens."""
+    found = status(at)
+    if found.open or found.opens is None:
+        return OPEN
+    days_ahead = (found.opens.date() - at.astimezone(HELPLINE_TZ).date()).days
+    if days_ahead == 0:
+        return "closed:today"
+    if days_ahead == 1:
+        return "closed:tomorrow"
+    return f"closed:{_WEEKDAYS[found.opens.weekday()]}"
+
+
+def opens_text_of(key: str, lang: str) -> str:
+    """{opens} for a closed key of ``hours_key``: the same words ``opens_text`` gives at that
+    moment. ValueError for "open" or an unknown key."""
+    state, _, when = key.partition(":")
+    if state != "closed" or not when:
+        raise ValueError(f"not a closed hours key: {key!r}")
+    if when == "today":
+        return _phrase(0, 0, OPENS_AT, lang)
+    if when == "tomorrow":
+        return _phrase(1, 0, OPENS_AT, lang)
+    if when not in _WEEKDAYS:
+        raise ValueError(f"not a closed hours key: {key!r}")
+    return _phrase(2, _WEEKDAYS.index(when), OPENS_AT, lang)

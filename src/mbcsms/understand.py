@@ -154,6 +154,7 @@ class Understanding:
     keyword_lang: str | None = None  # the language whose keyword matched (a switch's target)
     number: int | None = None
     word: str | None = None  # the whole message, when it is one word exactly as typed ("STOP")
+    feeling: bool = False  # asked in fear, grief or loneliness ("im scared, how long...")
 
 
 @dataclass(frozen=True)

@@ -72,16 +72,17 @@ def called_url() -> str:
 
 
 @lru_cache(maxsize=1024)
-def _twiml_text(body: str | None) -> str:
-    # Replies come from the catalog, a few dozen texts: serialise each once, not per message.
+def _twiml_text(bodies: tuple[str, ...]) -> str:
+    # Replies come from the catalog, a few hundred texts: serialise each once, not per message.
+    # A reply too long for one message within its budget is several <Message>s, sent in order.
     response = MessagingResponse()
-    if body:
+    for body in bodies:
         response.message(body[:MAX_BODY])
     return str(response)
 
 
 def twiml(reply: Reply | None) -> Response:
-    text = _twiml_text(reply.body if reply is not None else None)
+    text = _twiml_text(reply.messages if reply is not None else ())
     return Response(text, status=200, content_type="text/xml; charset=utf-8")
 
 
@@ -94,6 +95,7 @@ def sms() -> Response:
         sender=request.form.get("From") or None,
         body=request.form.get("Body", ""),
         message_sid=request.form.get("MessageSid") or request.form.get("SmsSid") or None,
+        media=_num_media(request.form.get("NumMedia")),
     )
     try:
         reply = bot().answer(inbound)
@@ -107,6 +109,14 @@ def livez() -> Response:
     """Liveness: 200 whenever this process can answer, whatever the store does (the platform's
     health check: a store outage must not get instances restarted, see docs/deploy.md)."""
     return Response("ok\n", status=200, content_type="text/plain")
+
+
+def _num_media(value: str | None) -> int:
+    """Twilio's NumMedia (0-10); anything else counts as none."""
+    try:
+        return min(max(int(value or 0), 0), 10)
+    except ValueError:
+        return 0
 
 
 @blueprint.get("/healthz")

@@ -1,6 +1,9 @@
 """``mbcsms translations check``: everything a translator must fix before the bot may send a
 language (untranslated or fuzzy entries, stale ones, broken placeholders, replies over their SMS
-budget, keywords claimed twice, topics with no keywords), each with file and line."""
+budget or past the reading-level limit, keywords claimed twice, topics with no keywords), each
+with file and line. A reply that says whether the helpline is open ({hours}) is measured in each
+form it can be sent in: with the "open" line and with the "closed" line for each day it may
+open."""
 
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from ..catalog import (
     Catalog,
     CatalogError,
     SourceContent,
+    Topic,
     TopicKind,
     Translations,
     available_languages,
@@ -29,8 +33,10 @@ from ..catalog import (
     load_translations,
     read_catalog,
 )
+from ..helpline_hours import HOURS_KEYS, OPEN, opens_text_of
 from ..sms import GSM7_BASIC, GSM7_EXTENDED, UCS2, SegmentCount, count_segments
 from . import TranslationsError, source_template, template_entries
+from .readability import limit_text, measured, reading_level, within_limit
 from ..understand import keyword_key, stemmer_for, tokenize
 
 # Kinds of problem, as printed by ``check`` and shown as badges by ``preview``.
@@ -42,6 +48,7 @@ STALE = "stale"
 DUPLICATE = "duplicate"
 PLACEHOLDERS = "placeholders"
 BUDGET = "over budget"
+READING = "hard to read"
 KEYWORD_CONFLICT = "keyword conflict"
 NO_KEYWORDS = "no keywords"
 
@@ -76,19 +83,70 @@ class Problem:
         return f"{self.location(relative_to)}: [{self.lang}] {what}: {self.kind}: {self.detail}"
 
 
+# The crisis reply must fit this many segments in every language, whatever its budget says:
+# 911 and 988 arrive in one short burst.
+CRISIS_MAX_SEGMENTS = 3
+
+
+@dataclass(frozen=True)
+class Form:
+    """One form a reply can be sent in: ``hours`` is the hours key filled into {hours} ("open",
+    "closed:monday"; None when the reply has no {hours})."""
+
+    hours: str | None
+    text: str
+    count: SegmentCount
+    level: float | None  # reading level (FK grade or Fernández-Huerta ease); None: not measured
+    readable: bool  # within the reading-level limit (always True when not measured)
+
+    @property
+    def label(self) -> str:
+        if self.hours is None:
+            return ""
+        if self.hours == OPEN:
+            return "helpline open"
+        return "helpline closed, opens " + self.hours.partition(":")[2]
+
+
 @dataclass(frozen=True)
 class Measure:
-    """A reply exactly as the bot sends it, and what it costs."""
+    """A reply exactly as the bot sends it, and what it costs: ``text`` and ``count`` of its
+    longest form, ``forms`` every form (one, or one per hours line)."""
 
     topic: str
     lang: str
     text: str
     count: SegmentCount
     budget: int
+    forms: tuple[Form, ...] = ()
 
     @property
     def over_budget(self) -> bool:
         return self.count.segments > self.budget
+
+    @property
+    def hard_to_read(self) -> list[Form]:
+        return [form for form in self.forms if not form.readable]
+
+
+def measure(catalog: Catalog, topic: Topic, lang: str) -> Measure:
+    """Every form of a topic's reply in ``lang``, as sent."""
+    budget = min(topic.budget, CRISIS_MAX_SEGMENTS) if topic.kind == TopicKind.CRISIS else topic.budget
+    hours: tuple[str | None, ...] = (None,)
+    opens = "{opens}" in catalog.render(topic.id, lang)  # hours_closed itself
+    if catalog.needs_hours(topic.id, lang):
+        hours = HOURS_KEYS
+    elif opens:
+        hours = tuple(key for key in HOURS_KEYS if key != OPEN)
+    forms = []
+    for key in hours:
+        text = catalog.render(topic.id, lang, key)
+        if opens and key is not None and key != OPEN:
+            text = text.replace("{opens}", opens_text_of(key, lang))
+        level = reading_level(text, lang) if measured(lang) else None
+        forms.append(Form(key, text, count_segments(text), level, within_limit(text, lang)))
+    longest = max(forms, key=lambda form: (form.count.segments, form.count.units))
+    return Measure(topic.id, lang, longest.text, longest.count, budget, tuple(forms))
 
 
 @dataclass
@@ -308,25 +366,42 @@ def check(locales: Path, lang: str | None = None, source_path: Path = CONTENT_FI
     result.catalog = catalog
     readable = catalog.languages
 
-    # Budgets: the reply exactly as sent, menu and placeholders included.
+    # Budgets and reading level: the reply exactly as sent, menu, placeholders and each hours
+    # line included.
     for code in readable:
         for topic in source.topics:
-            text = catalog.render(topic.id, code)
-            measure = Measure(topic.id, code, text, count_segments(text), topic.budget)
-            result.measures[(topic.id, code)] = measure
-            if measure.over_budget:
-                count = measure.count
+            measured_reply = measure(catalog, topic, code)
+            result.measures[(topic.id, code)] = measured_reply
+            context = f"answer:{topic.id}"
+            line = _entry_line(po_lines, code, context)
+            if measured_reply.over_budget:
+                count, text = measured_reply.count, measured_reply.text
                 why = ""
                 if count.encoding == UCS2:
                     why = (f"; it needs UCS-2 (67 characters a segment) because of: "
                            f"{non_gsm_characters(text)}")
                 composed = " (with the menu it includes)" if topic.id == "start" else ""
-                context = f"answer:{topic.id}"
+                longest = next(f for f in measured_reply.forms if f.text == text)
+                hours = f" (with the hours line: {longest.label})" if longest.hours else ""
+                rule = (
+                    f" (the crisis reply must fit {CRISIS_MAX_SEGMENTS} segments in every language)"
+                    if topic.kind == TopicKind.CRISIS else ""
+                )
                 result.problems.append(Problem(
-                    code, BUDGET, paths[code], _entry_line(po_lines, code, context), context,
-                    f"the reply{composed} takes {count.segments} SMS segments "
+                    code, BUDGET, paths[code], line, context,
+                    f"the reply{composed}{hours} takes {count.segments} SMS segments "
                     f"({count.units} characters, {count.encoding}), its budget is "
-                    f"{topic.budget}{why}: shorten it",
+                    f"{measured_reply.budget}{rule}{why}: shorten it",
+                    topic.answer, topic.id,
+                ))
+            hard = measured_reply.hard_to_read
+            if hard:
+                worst = hard[0]
+                hours = f" (with the hours line: {worst.label})" if worst.hours else ""
+                result.problems.append(Problem(
+                    code, READING, paths[code], line, context,
+                    f"the reply{hours} reads at {worst.level:.1f}; the limit is {limit_text(code)}: "
+                    "use shorter sentences and shorter words",
                     topic.answer, topic.id,
                 ))
 

@@ -1,5 +1,6 @@
 """``mbcsms translations preview``: one HTML page for staff with every reply in every language
-side by side, its segments and encoding, and each problem from the check where it stands."""
+side by side, its segments, encoding and reading level, and each problem from the check where it
+stands. A reply that says whether the helpline is open is shown with both hour lines."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import html
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ..helpline_hours import OPEN
 from ..sms import UCS2
 from . import language_name
-from .check import CheckResult, Problem
+from .check import CheckResult, Form, Measure, Problem
+from .readability import limit_text, measured
 
 # --- preview -------------------------------------------------------------------------------
 
@@ -35,6 +38,8 @@ td.bad { background: #fff5f5; border-left: 3px solid #d70015; }
 .gsm { background: #e8eefc; color: #1f4aa8; }
 .ucs { background: #fdf0dc; color: #8a4b00; }
 .meta { color: #555; font-size: .82rem; }
+.hours { background: #efe8fb; color: #5a2d9c; }
+.level { background: #eee; color: #555; }
 ul.problems { margin: .3rem 0 0; padding-left: 1.1rem; font-size: .85rem; color: #8b0010; }
 details { font-size: .82rem; color: #444; margin-top: .3rem; }
 .summary { margin: 0 0 1rem; }
@@ -62,6 +67,40 @@ def _problem_item(problem: Problem, relative_to: Path | None, with_lang: bool = 
     )
 
 
+def shown_forms(measure: Measure) -> list[Form]:
+    """The forms the preview shows: the only one, or the "open" line and the longest "closed"
+    line of a reply that says whether the helpline is open."""
+    if len(measure.forms) <= 1:
+        return list(measure.forms)
+    opened = [form for form in measure.forms if form.hours == OPEN]
+    closed = [form for form in measure.forms if form.hours != OPEN]
+    longest = max(closed, key=lambda form: (form.count.segments, form.count.units)) if closed else None
+    return opened + ([longest] if longest else [])
+
+
+def _level_badge(form: Form, lang: str) -> str:
+    if form.level is None or not measured(lang):
+        return '<span class="badge level">reading level not measured</span>'
+    name = "ease" if lang.split("_")[0].split("-")[0].lower() == "es" else "grade"
+    return (
+        f'<span class="badge {"ok" if form.readable else "over"}" title="limit: {_escape(limit_text(lang))}">'
+        f"{name} {form.level:.1f}</span>"
+    )
+
+
+def _form_html(form: Form, measure: Measure, lang: str) -> str:
+    count = form.count
+    segments = f"{count.segments} segment{'s' if count.segments != 1 else ''} of {measure.budget}"
+    encoding = "ucs" if count.encoding == UCS2 else "gsm"
+    label = f'<span class="badge hours">{_escape(form.label)}</span> ' if form.label else ""
+    return (
+        f'<div class="meta">{label}<span class="badge {"over" if count.segments > measure.budget else "ok"}">'
+        f'{segments}</span> <span class="badge {encoding}">{count.encoding}</span> {count.units} characters '
+        f"{_level_badge(form, lang)}</div>"
+        f'<div class="text">{_text_html(form.text)}</div>'
+    )
+
+
 def _cell(result: CheckResult, topic_id: str, lang: str, relative_to: Path | None) -> str:
     if lang in result.broken:
         return '<td class="bad"><span class="badge problem">broken</span> catalog cannot be read</td>'
@@ -69,15 +108,8 @@ def _cell(result: CheckResult, topic_id: str, lang: str, relative_to: Path | Non
     problems = result.problems_for(lang, topic_id)
     if measure is None:
         return "<td></td>"
-    count = measure.count
-    segments = f"{count.segments} segment{'s' if count.segments != 1 else ''} of {measure.budget}"
-    encoding = "ucs" if count.encoding == UCS2 else "gsm"
-    parts = [
-        f'<td class="{"bad" if problems else "good"}">',
-        f'<div class="meta"><span class="badge {"over" if measure.over_budget else "ok"}">{segments}</span> '
-        f'<span class="badge {encoding}">{count.encoding}</span> {count.units} characters</div>',
-        f'<div class="text">{_text_html(measure.text)}</div>',
-    ]
+    parts = [f'<td class="{"bad" if problems else "good"}">']
+    parts.extend(_form_html(form, measure, lang) for form in shown_forms(measure))
     if problems:
         parts.append('<ul class="problems">' + "".join(_problem_item(p, relative_to) for p in problems) + "</ul>")
     catalog = result.catalog
@@ -114,6 +146,10 @@ def preview_html(result: CheckResult, relative_to: Path | None = None) -> str:
         '<span><span class="badge over">5 segments of 4</span> over budget: shorten it</span>'
         '<span><span class="badge gsm">GSM-7</span> plain letters: 160 characters, or 153 a segment</span>'
         '<span><span class="badge ucs">UCS-2</span> a letter outside GSM-7 (á í ó ú ç ã õ ê…): 70, or 67 a segment</span>'
+        '<span><span class="badge ok">grade 5.1</span> reading level within its limit (English: '
+        'Flesch-Kincaid grade 7 or lower; Spanish: Fernández-Huerta ease 65 or higher)</span>'
+        '<span><span class="badge hours">helpline open</span> a reply that says whether the helpline '
+        'is open, shown with each hour line</span>'
         '<span><span class="badge problem">fuzzy</span> a problem to fix, with its line in the file</span>'
         '<span><span class="nl">↵</span> a line break in the message</span>'
         "</div>\n"
