@@ -104,19 +104,19 @@ def sms() -> Response:
     return twiml(reply)
 
 
-@blueprint.get("/livez")
-def livez() -> Response:
-    """Liveness: 200 whenever this process can answer, whatever the store does (the platform's
-    health check: a store outage must not get instances restarted, see docs/deploy.md)."""
-    return Response("ok\n", status=200, content_type="text/plain")
-
-
 def _num_media(value: str | None) -> int:
     """Twilio's NumMedia (0-10); anything else counts as none."""
     try:
         return min(max(int(value or 0), 0), 10)
     except ValueError:
         return 0
+
+
+@blueprint.get("/livez")
+def livez() -> Response:
+    """Liveness: 200 whenever this process can answer, whatever the store does (the platform's
+    health check: a store outage must not get instances restarted, see docs/deploy.md)."""
+    return Response("ok\n", status=200, content_type="text/plain")
 
 
 @blueprint.get("/healthz")
