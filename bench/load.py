@@ -205,12 +205,12 @@ def wait_ready(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
     sys.exit(f"server on port {port} did not come up; see {log}")
 
 
-def start(command: str, port: int, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+def start(command: str, port: int, env: dict[str, str], log: Path, cwd: Path | None = None) -> subprocess.Popen[bytes]:
     handle = log.open("wb")
     # Its own session, so stopping it stops gunicorn's workers too and nothing else.
     process = subprocess.Popen(
         ["sh", "-c", "exec " + command], env={**env, "PORT": str(port)},
-        stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
+        stdout=handle, stderr=subprocess.STDOUT, start_new_session=True, cwd=cwd,
     )
     wait_ready(port, process, log)
     return process
@@ -308,6 +308,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, help="sets WEB_CONCURRENCY (default: the Procfile's)")
     parser.add_argument("--floor", action="append", default=[], metavar="STEPS",
                         help="also run bench/floor_app.py with these steps, e.g. signature,understand,store,log")
+    parser.add_argument("--baseline", type=Path, metavar="CHECKOUT",
+                        help="also run another checkout's Procfile web command, with its own .venv "
+                             "(e.g. a git worktree of an earlier commit): ours/baseline in the same run")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -333,6 +336,16 @@ def main() -> None:
     targets: dict[str, tuple[str, dict[str, str]]] = {
         "ours": (command, {}), "bare": (swapped_command(command, "bare_app:app"), {}),
     }
+    where: dict[str, Path] = {}
+    if args.baseline:
+        baseline = args.baseline.resolve()
+        old_command = next(line[len("web:"):].strip() for line in (baseline / "Procfile").read_text().splitlines()
+                           if line.startswith("web:"))
+        targets["baseline"] = (old_command, {
+            "PATH": str(baseline / ".venv" / "bin") + os.pathsep + os.environ.get("PATH", ""),
+            "MBCSMS_DB": str(work / "baseline.db"),
+        })
+        where["baseline"] = baseline
     for steps in args.floor:
         targets[f"floor:{steps}"] = (swapped_command(command, "floor_app:app"), {"FLOOR_STEPS": steps})
     ports = {name: free_port() for name in targets}
@@ -344,8 +357,9 @@ def main() -> None:
     processes = {}
     try:
         for name, (target_command, extra_env) in targets.items():
-            processes[name] = start(target_command, ports[name], {**env, **extra_env}, logs[name])
-            sanity_check(ports[name], checks_signature=name == "ours" or "signature" in extra_env.get("FLOOR_STEPS", ""))
+            processes[name] = start(target_command, ports[name], {**env, **extra_env}, logs[name], where.get(name))
+            sanity_check(ports[name], checks_signature=name in ("ours", "baseline")
+                         or "signature" in extra_env.get("FLOOR_STEPS", ""))
         results: list[Round] = []
         for round_no in range(1, args.rounds + 1):
             # Signed for the URL each server sees: the one wrk hits (the bare app ignores it).
@@ -378,6 +392,8 @@ def main() -> None:
         print(f"{name:{width}} {t['rps']:9.1f} {t['p50_ms']:8.2f} {t['p99_ms']:8.2f} {t['non_2xx']:8d}"
               f" {t['socket_errors']:8d} {t['rps'] / totals['bare']['rps']:6.2f}")
     print(f"ratio ours/bare: {ratio:.2f} (target >= 0.80)")
+    if "baseline" in totals:
+        print(f"ratio ours/baseline: {totals['ours']['rps'] / totals['baseline']['rps']:.2f}")
     print(f"bot log: {counts['event:reply']} replies, {counts['replayed']} replayed from the dedupe table, "
           f"{counts['event:signature_rejected']} signatures rejected; topics: "
           + ", ".join(f"{k[6:]} {v}" for k, v in counts.most_common() if k.startswith("topic:")))
