@@ -22,7 +22,14 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from .. import logs
 from ..conversation import SenderState
 from . import (
-    ANSWERED_KEEP_SECONDS, SCHEMA_VERSION, Decide, KeyCount, OptChange, Peek, Recorded, StoreError,
+    ANSWERED_KEEP_SECONDS,
+    SCHEMA_VERSION,
+    Decide,
+    KeyCount,
+    OptChange,
+    Peek,
+    Recorded,
+    StoreError,
 )
 
 # Version 1: the schema of the first releases, exactly as they created it (no version table).
@@ -201,7 +208,7 @@ class PostgresStore:
             logs.event("store_schema_deferred", logging.WARNING, store=self.name, reason=str(error))
 
     def migrate(self) -> str:
-        """Create or upgrade the tables now (at start, and in the release phase); raises StoreError."""
+        """Create or upgrade the tables now (at start, in the release phase); raises StoreError."""
         # A direct connection rather than the pool: a refused connection fails at once instead of
         # waiting out the pool's timeout, and no pool threads exist before gunicorn forks workers.
         try:

@@ -13,7 +13,7 @@ import click
 
 @click.group()
 def model() -> None:
-    """The learned crisis and topic classifiers (needs the 'train' extra: pip install '.[train]')."""
+    """The learned crisis and topic classifiers (the 'train' extra: pip install '.[train]')."""
 
 
 def _progress(message: str) -> None:
@@ -82,7 +82,7 @@ def _report(oof, threshold: float, floor: float) -> None:  # oof: train.OutOfFol
     from .evaluate import decided_topic, report, tallies
 
     rows = [(e, bool(c >= threshold), decided_topic(t, p, floor), None)
-            for e, c, t, p in zip(oof.examples, oof.crisis, oof.topic, oof.topic_confidence)]
+            for e, c, t, p in zip(oof.examples, oof.crisis, oof.topic, oof.topic_confidence, strict=True)]
     click.echo("leave one set out (each set scored by models trained on the others):")
     click.echo("\n".join(report(*tallies(rows))))
     click.echo(f"operating points (chosen on these out-of-fold scores): crisis_threshold {threshold:.4f}, "

@@ -148,7 +148,7 @@ def out_of_fold(encoded: Encoded, progress: Callable[[str], None] | None = None)
         crisis[held] = fitted.crisis_scores(x)
         probabilities = fitted.topic_probabilities(x)
         best = probabilities.argmax(axis=1)
-        for row, b, p in zip(held, best, probabilities[np.arange(len(held)), best]):
+        for row, b, p in zip(held, best, probabilities[np.arange(len(held)), best], strict=True):
             topic[row], confidence[row] = fitted.topics[b], p
     return OutOfFold(examples, crisis, topic, confidence)
 
@@ -164,7 +164,7 @@ def crisis_threshold(scores: np.ndarray, is_crisis: np.ndarray, recall: float = 
 
 def topic_floor(confidence: np.ndarray, predicted: Sequence[str], truth: Sequence[str]) -> float:
     """The floor (below it: the fallback) that gets the most topics right; the lowest such."""
-    right = np.array([p == t for p, t in zip(predicted, truth)])
+    right = np.array([p == t for p, t in zip(predicted, truth, strict=True)])
     fallback_right = np.array([t == OUT_OF_SCOPE for t in truth])
     best_floor, best = 0.0, int(right.sum())
     for floor in np.round(np.arange(0.05, 0.96, 0.01), 2):

@@ -87,14 +87,14 @@ class Model:
 
     def topic_probabilities(self, text: str) -> dict[str, float]:
         columns, values = self.features(text)
-        return dict(zip(self.topics, _softmax(values @ self.topic_coef[columns] + self.topic_intercept)))
+        return dict(zip(self.topics, _softmax(values @ self.topic_coef[columns] + self.topic_intercept), strict=True))
 
     def score(self, text: str, plain: str | None = None) -> Scores:
         """Both models on one message, its features computed once."""
         columns, values = self.features(text, plain)
         crisis = _sigmoid(values @ self.crisis_coef[columns] + self.crisis_intercept)
         topics = _softmax(values @ self.topic_coef[columns] + self.topic_intercept)
-        return Scores(crisis, dict(zip(self.topics, topics)))
+        return Scores(crisis, dict(zip(self.topics, topics, strict=True)))
 
     def is_crisis(self, text: str) -> bool:
         return self.crisis_probability(text) >= self.crisis_threshold
