@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import ClassVar, TypeVar
 
 from .. import logs
 from ..conversation import SenderState
@@ -79,7 +79,7 @@ CHECKPOINT_PAGES = 10_000
 
 
 class SQLiteStore:
-    name = "sqlite"
+    name: ClassVar[str] = "sqlite"
 
     def __init__(self, path: str | Path, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
         self.path = str(path)
@@ -87,7 +87,7 @@ class SQLiteStore:
         self._local = threading.local()
 
     def _connection(self) -> sqlite3.Connection:
-        connection = getattr(self._local, "connection", None)
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
         if connection is not None:
             return connection
         try:

@@ -7,8 +7,12 @@ and ``mbcsms reply`` never load them.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from .train import OutOfFold
 
 
 @click.group()
@@ -78,7 +82,7 @@ def evaluate(locales: Path | None, new_sets: tuple[Path, ...], model_path: Path 
     _report(oof, *operating_points(oof))
 
 
-def _report(oof, threshold: float, floor: float) -> None:  # oof: train.OutOfFold
+def _report(oof: OutOfFold, threshold: float, floor: float) -> None:
     from .evaluate import decided_topic, report, tallies
 
     rows = [(e, bool(c >= threshold), decided_topic(t, p, floor), None)

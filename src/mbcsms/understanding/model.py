@@ -61,7 +61,7 @@ class Model:
         self.crisis_threshold = float(meta["crisis_threshold"])  # type: ignore[arg-type]
         self.topic_floor = float(meta["topic_floor"])  # type: ignore[arg-type]
         self.examples_hash = str(meta["examples_hash"])
-        self.versions: dict[str, str] = dict(meta.get("versions", {}))  # type: ignore[arg-type]
+        self.versions: dict[str, str] = dict(meta.get("versions", {}))  # type: ignore[call-overload]
 
     @classmethod
     def load(cls, path: Path | str | None = None) -> Model:
