@@ -48,7 +48,8 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 PROCFILE = ROOT / "Procfile"
 LUA_SCRIPT = BENCH / "wrk_messages.lua"
-# The app gunicorn loads, the command's last argument: 'mbcsms:create_app()', 'mbcsms.cli:wsgi_app()'.
+# The app gunicorn loads, the command's last argument: 'mbcsms:create_app()',
+# 'mbcsms.cli:wsgi_app()'.
 OUR_APP = re.compile(r"""(['"]?)mbcsms[\w.]*:\w+(?:\(\))?\1\s*$""")
 # What the Procfile says (issue #perf), used only until the Procfile lands in the repo.
 FALLBACK_WEB = "gunicorn --bind 0.0.0.0:$PORT --workers ${WEB_CONCURRENCY:-2} 'mbcsms:create_app()'"
@@ -111,7 +112,8 @@ def free_port() -> int:
 
 def load_messages() -> list[str]:
     texts: list[str] = []
-    for path in [ROOT.parent / "shared" / "eval" / "dev.jsonl", *sorted((ROOT / "tests" / "data").glob("*_messages.jsonl"))]:
+    labelled = sorted((ROOT / "tests" / "data").glob("*_messages.jsonl"))
+    for path in [ROOT.parent / "shared" / "eval" / "dev.jsonl", *labelled]:
         if path.is_file():
             for line in path.read_text(encoding="utf-8").splitlines():
                 if line.strip():
@@ -358,8 +360,8 @@ def main() -> None:
     try:
         for name, (target_command, extra_env) in targets.items():
             processes[name] = start(target_command, ports[name], {**env, **extra_env}, logs[name], where.get(name))
-            sanity_check(ports[name], checks_signature=name in ("ours", "baseline")
-                         or "signature" in extra_env.get("FLOOR_STEPS", ""))
+            checks_signature = name in ("ours", "baseline") or "signature" in extra_env.get("FLOOR_STEPS", "")
+            sanity_check(ports[name], checks_signature=checks_signature)
         results: list[Round] = []
         for round_no in range(1, args.rounds + 1):
             # Signed for the URL each server sees: the one wrk hits (the bare app ignores it).

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/profile_request.py            # time per request, ours and bare
     .venv/bin/python bench/profile_request.py --profile  # plus cProfile of ours, by own time
-    SORT=cumulative TOP=60 .venv/bin/python bench/profile_request.py --profile  # other orders, more rows
+    SORT=cumulative TOP=60 .venv/bin/python bench/profile_request.py --profile  # other orders
 
 Same signed, varied requests as bench/load.py (a MessageSid each, many senders), against a real
 SQLite file in a temp dir. The difference between the two per-request times is what the bot adds

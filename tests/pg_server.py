@@ -14,7 +14,7 @@ import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -146,8 +146,6 @@ def throwaway_server() -> Iterator[PgServer]:
         server.start()
         yield server
     finally:
-        try:
+        with suppress(RuntimeError, OSError, subprocess.SubprocessError):  # already stopped
             server.stop()
-        except (RuntimeError, OSError, subprocess.SubprocessError):
-            pass  # already stopped
         shutil.rmtree(datadir, ignore_errors=True)

@@ -1,11 +1,13 @@
-"""Opt-outs, opt-ins and language switches on 721 patient-style messages (tests/data/control_cases.jsonl).
+"""Opt-outs, opt-ins and language switches on 721 patient-style messages
+(tests/data/control_cases.jsonl).
 
 Two sets written by helpers from the rules alone (453, then 268 held out: no false opt-out or
 opt-in, 14 misses before their fixes), then used to fix what they found, so they are regression
-cases now, not a held-out sample. Cases the writers marked debatable are left out. ``case`` says what must happen: ``false_optout``
-must not opt out, ``optout`` must, ``false_optin`` (sent by someone opted out) must not opt back
-in, ``optin`` must, ``lang_no`` must not switch the language, ``lang_yes`` must switch to
-``lang``. ``before`` is the sender's state: none, opted out, or a chosen language.
+cases now, not a held-out sample. Cases the writers marked debatable are left out. ``case`` says
+what must happen: ``false_optout`` must not opt out, ``optout`` must, ``false_optin`` (sent by
+someone opted out) must not opt back in, ``optin`` must, ``lang_no`` must not switch the language,
+``lang_yes`` must switch to ``lang``. ``before`` is the sender's state: none, opted out, or a chosen
+language.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Labelled patient messages scored through `mbcsms reply --json`, the way acceptance scores them."""
+"""Labelled patient messages scored through `mbcsms reply --json`, as acceptance scores them."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def score(path: Path) -> tuple[float, float, list[str]]:
     assert len(replies) == len(rows)
     topic_ok = lang_ok = lang_n = 0
     problems = []
-    for row, reply in zip(rows, replies):
+    for row, reply in zip(rows, replies, strict=True):
         if reply["topic"] in row["topics"]:
             topic_ok += 1
         else:

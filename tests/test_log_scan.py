@@ -1,4 +1,4 @@
-"""The whole-suite log scan (tests/log_scan.py) sees the app's log lines and knows a phone number."""
+"""The whole-suite log scan (tests/log_scan.py) sees the app's log lines, knows a phone number."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """GET /metrics: Prometheus text fed by the Bot's own counters and reply log, behind a bearer
-token; no number, message or sender hash anywhere in it; every gunicorn worker's figures added up."""
+token; no number, message or sender hash anywhere in it; every gunicorn worker's figures summed."""
 
 from __future__ import annotations
 

@@ -12,7 +12,9 @@ import time
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
+from mbcsms.cli import main
 from mbcsms.training.examples import ExamplesError, examples_hash, load_examples, read_file
 from mbcsms.understanding.features import BUCKETS, ngram_buckets, vectorise
 from mbcsms.understanding.model import Model
@@ -160,3 +162,14 @@ def test_replying_never_imports_scikit_learn() -> None:
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('sklearn', 'scipy')))")
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert output.strip() == "[]"
+
+
+def test_first_contact_with_a_new_set_scores_the_model_and_the_phrase_rules(tmp_path) -> None:
+    new_set = tmp_path / "w10"
+    new_set.mkdir()
+    (new_set / "en.tsv").write_text("# set: w10\ncrisis\tim going to kill myself tonight\n"
+                                    "not_crisis\tmy back hurts a bit after the scan\n", encoding="utf-8")
+    result = CliRunner().invoke(main, ["model", "evaluate", "--on", str(new_set)])
+    assert result.exit_code == 0, result.output
+    assert "w10  crisis recall 100.0% (1/1)" in result.output
+    assert "| rules: recall 100.0% false alarms 0.0%" in result.output

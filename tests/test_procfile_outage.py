@@ -12,8 +12,15 @@ from pathlib import Path
 import pytest
 
 from tests.outages import (
-    HangingProxy, after_outage, before_outage, during_outage, http_sender, mirror_holds, postgres_opted_out,
-    sqlite_opted_out, sqlite_write_lock,
+    HangingProxy,
+    after_outage,
+    before_outage,
+    during_outage,
+    http_sender,
+    mirror_holds,
+    postgres_opted_out,
+    sqlite_opted_out,
+    sqlite_write_lock,
 )
 from tests.pg_server import PgServer, throwaway_server
 from tests.procfile_servers import Server, server_env, start, stop, wait_until_up

@@ -17,7 +17,17 @@ import pytest
 from mbcsms.cli import gunicorn_arguments
 from mbcsms.config import Settings
 from tests.pg_server import free_port, fresh_schema, shared_url
-from tests.procfile_servers import ROOT, Server, is_silent, procfile_command, send, server_env, start, stop, wait_until_up
+from tests.procfile_servers import (
+    ROOT,
+    Server,
+    is_silent,
+    procfile_command,
+    send,
+    server_env,
+    start,
+    stop,
+    wait_until_up,
+)
 
 WHATSAPP_SENDER = "whatsapp:+15557654321"
 

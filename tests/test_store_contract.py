@@ -18,7 +18,7 @@ from mbcsms.conversation import Reply, SenderState
 from mbcsms.store import Recorded, StateStore, StoreError, open_store
 from mbcsms.store.postgres import PostgresStore
 from mbcsms.store.sqlite import SQLiteStore
-from tests.pg_server import fresh_schema, free_port, shared_url
+from tests.pg_server import free_port, fresh_schema, shared_url
 
 NOW = 1_700_000_000.0
 SENDER = "a" * 64  # stores only ever see keyed hashes

@@ -19,8 +19,16 @@ from mbcsms import create_app
 from mbcsms.bot import Bot, Inbound
 from tests.helpers import app_env, post_signed
 from tests.outages import (
-    CRISIS, HangingProxy, after_outage, before_outage, client_sender, during_outage, pending_changes,
-    postgres_opted_out, sqlite_opted_out, sqlite_write_lock,
+    CRISIS,
+    HangingProxy,
+    after_outage,
+    before_outage,
+    client_sender,
+    during_outage,
+    pending_changes,
+    postgres_opted_out,
+    sqlite_opted_out,
+    sqlite_write_lock,
 )
 from tests.pg_server import PgServer, throwaway_server
 from tests.twiml import messages, one_message

@@ -22,7 +22,7 @@ def normalise_address(address: str) -> str:
 
 
 def keyed_hash(secret: str, value: str, purpose: str) -> str:
-    """HMAC-SHA256 of ``value``; ``purpose`` keeps a sender key from ever equalling a message key."""
+    """HMAC-SHA256 of ``value``; ``purpose`` keeps a sender key from equalling a message key."""
     return hmac.new(secret.encode(), f"{purpose}:{value}".encode(), hashlib.sha256).hexdigest()
 
 

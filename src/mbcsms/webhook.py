@@ -24,7 +24,8 @@ MAX_BODY = 1600
 
 
 def bot() -> Bot:
-    return current_app.extensions["mbcsms"]
+    the_bot: Bot = current_app.extensions["mbcsms"]
+    return the_bot
 
 
 def signature_is_valid(validators: tuple[RequestValidator, ...] | None) -> bool:

@@ -13,7 +13,7 @@ import random
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -22,7 +22,14 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from .. import logs
 from ..conversation import SenderState
 from . import (
-    ANSWERED_KEEP_SECONDS, SCHEMA_VERSION, Decide, KeyCount, OptChange, Peek, Recorded, StoreError,
+    ANSWERED_KEEP_SECONDS,
+    SCHEMA_VERSION,
+    Decide,
+    KeyCount,
+    OptChange,
+    Peek,
+    Recorded,
+    StoreError,
 )
 
 # Version 1: the schema of the first releases, exactly as they created it (no version table).
@@ -146,14 +153,14 @@ def _configurer(timeout: float) -> Callable[[psycopg.Connection[Any]], None]:
 
     def configure(connection: psycopg.Connection[Any]) -> None:
         for setting in settings:
-            connection.execute(setting)  # type: ignore[arg-type]  # built from numbers only
+            connection.execute(setting)  # built from numbers only
         connection.commit()
 
     return configure
 
 
 class PostgresStore:
-    name = "postgresql"
+    name: ClassVar[str] = "postgresql"
 
     def __init__(
         self,
@@ -201,7 +208,7 @@ class PostgresStore:
             logs.event("store_schema_deferred", logging.WARNING, store=self.name, reason=str(error))
 
     def migrate(self) -> str:
-        """Create or upgrade the tables now (at start, and in the release phase); raises StoreError."""
+        """Create or upgrade the tables now (at start, in the release phase); raises StoreError."""
         # A direct connection rather than the pool: a refused connection fails at once instead of
         # waiting out the pool's timeout, and no pool threads exist before gunicorn forks workers.
         try:
@@ -220,8 +227,7 @@ class PostgresStore:
                 connection.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
                 version = _schema_version(connection)
                 for step in range(version + 1, SCHEMA_VERSION + 1):
-                    # Constants of several statements: psycopg's typing wants a LiteralString.
-                    connection.execute(STEPS[step])  # type: ignore[arg-type]
+                    connection.execute(STEPS[step])
                 if version < SCHEMA_VERSION:
                     connection.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
                     connection.execute("DELETE FROM schema_version")

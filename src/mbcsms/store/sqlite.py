@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from typing import TypeVar
 from pathlib import Path
+from typing import ClassVar, TypeVar
 
-from ..conversation import SenderState
 from .. import logs
+from ..conversation import SenderState
 from . import (
-    ANSWERED_KEEP_SECONDS, SCHEMA_VERSION, Decide, KeyCount, OptChange, Peek, Recorded, StoreError,
+    ANSWERED_KEEP_SECONDS,
+    SCHEMA_VERSION,
+    Decide,
+    KeyCount,
+    OptChange,
+    Peek,
+    Recorded,
+    StoreError,
 )
 
 # Version 1: the schema of the first releases, exactly as they created it (no version table).
@@ -71,7 +79,7 @@ CHECKPOINT_PAGES = 10_000
 
 
 class SQLiteStore:
-    name = "sqlite"
+    name: ClassVar[str] = "sqlite"
 
     def __init__(self, path: str | Path, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
         self.path = str(path)
@@ -79,7 +87,7 @@ class SQLiteStore:
         self._local = threading.local()
 
     def _connection(self) -> sqlite3.Connection:
-        connection = getattr(self._local, "connection", None)
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
         if connection is not None:
             return connection
         try:
@@ -156,10 +164,8 @@ class SQLiteStore:
         connection = getattr(self._local, "connection", None)
         self._local.connection = None
         if connection is not None:
-            try:
+            with contextlib.suppress(sqlite3.Error):
                 connection.close()
-            except sqlite3.Error:
-                pass
 
     def exchange(
         self, sender: str, message: str | None, decide: Decide, now: float, *,

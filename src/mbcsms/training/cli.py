@@ -7,13 +7,17 @@ and ``mbcsms reply`` never load them.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from .train import OutOfFold
 
 
 @click.group()
 def model() -> None:
-    """The learned crisis and topic classifiers (needs the 'train' extra: pip install '.[train]')."""
+    """The learned crisis and topic classifiers (the 'train' extra: pip install '.[train]')."""
 
 
 def _progress(message: str) -> None:
@@ -78,11 +82,11 @@ def evaluate(locales: Path | None, new_sets: tuple[Path, ...], model_path: Path 
     _report(oof, *operating_points(oof))
 
 
-def _report(oof, threshold: float, floor: float) -> None:  # oof: train.OutOfFold
+def _report(oof: OutOfFold, threshold: float, floor: float) -> None:
     from .evaluate import decided_topic, report, tallies
 
     rows = [(e, bool(c >= threshold), decided_topic(t, p, floor), None)
-            for e, c, t, p in zip(oof.examples, oof.crisis, oof.topic, oof.topic_confidence)]
+            for e, c, t, p in zip(oof.examples, oof.crisis, oof.topic, oof.topic_confidence, strict=True)]
     click.echo("leave one set out (each set scored by models trained on the others):")
     click.echo("\n".join(report(*tallies(rows))))
     click.echo(f"operating points (chosen on these out-of-fold scores): crisis_threshold {threshold:.4f}, "

@@ -111,7 +111,7 @@ def load_examples(locales: Path | None = None) -> list[Example]:
 
 
 def examples_hash(locales: Path | None = None) -> str:
-    """sha256 over every examples file's path (relative to ``locales``) and bytes, sorted by path."""
+    """sha256 over every examples file's path (relative to ``locales``) and bytes, by path."""
     locales = locales or repo_locales_dir()
     digest = hashlib.sha256()
     for path in example_files(locales):

@@ -22,12 +22,16 @@ import platform
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..understanding.features import BITS, column_map, ngram_buckets, tfidf
 from ..understanding.model import FORMAT, WEIGHTS, Model
 from .examples import OUT_OF_SCOPE, TOPIC_LABELS, Example, examples_hash, load_examples
+
+if TYPE_CHECKING:
+    from scipy.sparse import csr_matrix
 
 MIN_DF = 2
 CRISIS_C = 20.0
@@ -61,20 +65,22 @@ class Fitted:
     topic_coef: np.ndarray  # (columns, topics)
     topic_intercept: np.ndarray
 
-    def matrix(self, encoded: Encoded, rows: Sequence[int] | None = None):  # -> csr_matrix
+    def matrix(self, encoded: Encoded, rows: Sequence[int] | None = None) -> csr_matrix:
         return _matrix(encoded, range(len(encoded.examples)) if rows is None else rows,
                        column_map(self.keys), self.idf)
 
-    def crisis_scores(self, x) -> np.ndarray:
-        return 1.0 / (1.0 + np.exp(-(x @ self.crisis_coef + self.crisis_intercept)))
+    def crisis_scores(self, x: csr_matrix) -> np.ndarray:
+        scores: np.ndarray = 1.0 / (1.0 + np.exp(-(x @ self.crisis_coef + self.crisis_intercept)))
+        return scores
 
-    def topic_probabilities(self, x) -> np.ndarray:
+    def topic_probabilities(self, x: csr_matrix) -> np.ndarray:
         z = x @ self.topic_coef + self.topic_intercept
         z = np.exp(z - z.max(axis=1, keepdims=True))
-        return z / z.sum(axis=1, keepdims=True)
+        probabilities: np.ndarray = z / z.sum(axis=1, keepdims=True)
+        return probabilities
 
 
-def _matrix(encoded: Encoded, rows: Sequence[int], column: np.ndarray, idf: np.ndarray):
+def _matrix(encoded: Encoded, rows: Sequence[int], column: np.ndarray, idf: np.ndarray) -> csr_matrix:
     from scipy.sparse import csr_matrix
 
     indptr, indices, data = [0], [], []
@@ -148,7 +154,7 @@ def out_of_fold(encoded: Encoded, progress: Callable[[str], None] | None = None)
         crisis[held] = fitted.crisis_scores(x)
         probabilities = fitted.topic_probabilities(x)
         best = probabilities.argmax(axis=1)
-        for row, b, p in zip(held, best, probabilities[np.arange(len(held)), best]):
+        for row, b, p in zip(held, best, probabilities[np.arange(len(held)), best], strict=True):
             topic[row], confidence[row] = fitted.topics[b], p
     return OutOfFold(examples, crisis, topic, confidence)
 
@@ -164,7 +170,7 @@ def crisis_threshold(scores: np.ndarray, is_crisis: np.ndarray, recall: float = 
 
 def topic_floor(confidence: np.ndarray, predicted: Sequence[str], truth: Sequence[str]) -> float:
     """The floor (below it: the fallback) that gets the most topics right; the lowest such."""
-    right = np.array([p == t for p, t in zip(predicted, truth)])
+    right = np.array([p == t for p, t in zip(predicted, truth, strict=True)])
     fallback_right = np.array([t == OUT_OF_SCOPE for t in truth])
     best_floor, best = 0.0, int(right.sum())
     for floor in np.round(np.arange(0.05, 0.96, 0.01), 2):

@@ -61,7 +61,7 @@ class Model:
         self.crisis_threshold = float(meta["crisis_threshold"])  # type: ignore[arg-type]
         self.topic_floor = float(meta["topic_floor"])  # type: ignore[arg-type]
         self.examples_hash = str(meta["examples_hash"])
-        self.versions: dict[str, str] = dict(meta.get("versions", {}))  # type: ignore[arg-type]
+        self.versions: dict[str, str] = dict(meta.get("versions", {}))  # type: ignore[call-overload]
 
     @classmethod
     def load(cls, path: Path | str | None = None) -> Model:
@@ -87,14 +87,14 @@ class Model:
 
     def topic_probabilities(self, text: str) -> dict[str, float]:
         columns, values = self.features(text)
-        return dict(zip(self.topics, _softmax(values @ self.topic_coef[columns] + self.topic_intercept)))
+        return dict(zip(self.topics, _softmax(values @ self.topic_coef[columns] + self.topic_intercept), strict=True))
 
     def score(self, text: str, plain: str | None = None) -> Scores:
         """Both models on one message, its features computed once."""
         columns, values = self.features(text, plain)
         crisis = _sigmoid(values @ self.crisis_coef[columns] + self.crisis_intercept)
         topics = _softmax(values @ self.topic_coef[columns] + self.topic_intercept)
-        return Scores(crisis, dict(zip(self.topics, topics)))
+        return Scores(crisis, dict(zip(self.topics, topics, strict=True)))
 
     def is_crisis(self, text: str) -> bool:
         return self.crisis_probability(text) >= self.crisis_threshold
