@@ -15,9 +15,10 @@ What it does, on 127.0.0.1 only, and it stops by itself:
   it survives the restarts, as on a persistent disk.
 - ``--clients`` threads send Twilio-signed requests, each with a fresh MessageSid, from --senders
   fictional senders (+1555010xxxx, 2,000 by default; each sender belongs to one thread, so its
-  messages are in order): STOP, PARAR, "please stop texting me", STOP by WhatsApp (``whatsapp:+1...``, the same
-  sender), HER2 and MENU and other questions, START and ALTA, a crisis now and then, and
-  sometimes the same request again (same MessageSid, as Twilio re-delivers).
+  messages are in order): STOP, PARAR, "please stop texting me", STOP by WhatsApp
+  (``whatsapp:+1...``, the same sender), HER2 and MENU and other questions, START and ALTA,
+  a crisis now and then, and sometimes the same request again (same MessageSid, as Twilio
+  re-delivers).
 - A connection error or a 5xx is retried with the same MessageSid, as Twilio would, until it is
   answered (or for at most --give-up seconds; a message never answered makes that sender's state
   unknown and leaves them out of the checks until their next acknowledged opt change).
@@ -829,11 +830,13 @@ def report(result: dict[str, object]) -> None:
     print()
     print(f"senders who wrote {result['senders_who_wrote']} of {result['senders']}; "
           f"messages {result['messages']}, answered {result['answered']}, connection errors "
-          f"{result['connection_errors']}, retried {result['messages_retried']}, given up {result['messages_given_up']}; "
+          f"{result['connection_errors']}, retried {result['messages_retried']}, "
+          f"given up {result['messages_given_up']}; "
           f"statuses {result['statuses']}")
     print(f"acknowledged opt-ins {result['starts_acknowledged']}; senders opted out at the end "
           f"{result['senders_opted_out_at_end']}, state unknown {result['senders_unknown']}; opt-ins lost "
-          f"{result['optin_lost']}; pending in the local file after a clean start {result['pending_after_clean_start']}")
+          f"{result['optin_lost']}; pending in the local file after a clean start "
+          f"{result['pending_after_clean_start']}")
     print(f"content replies {result['content_replies']}, questions from opted-out senders answered with nothing "
           f"{result['withheld_to_opted_out']}; re-deliveries {result['resent']}, answered differently "
           f"{result['duplicates']}")

@@ -116,7 +116,7 @@ def test_reply_every_reply_within_its_budget_at_any_hour_and_the_spanish_crisis_
         "ESPAÑOL", "ENGLISH", "", "I want to kill myself", "no puedo respirar", "quiero morir",
     ]
     for at in (TUESDAY_3PM, SUNDAY_11PM, "2026-12-08T08:00:00-05:00", "2026-12-11T23:00:00-05:00"):
-        for text, answer in zip(texts, replies_at(at, *texts)):
+        for text, answer in zip(texts, replies_at(at, *texts), strict=True):
             budget = Catalog.load().topic(answer["topic"]).budget
             for message in answer["messages"]:
                 assert message["segments"] <= budget <= 4, (text, at, message)

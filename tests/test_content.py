@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import re
 import threading
+from datetime import UTC, datetime, timedelta
 from importlib import metadata
-from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -293,7 +293,7 @@ def test_small_talk_and_feelings_texts(catalog: Catalog) -> None:
     assert "text" in catalog.render("media", "en") and "texto" in catalog.render("media", "es")
 
 
-# --- helpline_hours.py ------------------------------------------------------------------------------
+# --- helpline_hours.py ----------------------------------------------------------------------
 
 
 def test_open_on_a_tuesday_afternoon() -> None:
@@ -338,11 +338,11 @@ def test_weekday_edges() -> None:
 
 def test_any_time_zone_is_read_in_new_york_time() -> None:
     # 15:00 UTC on a Tuesday in December is 10:00 in New York (EST, UTC-5): open.
-    assert status(datetime(2026, 12, 8, 15, 0, tzinfo=timezone.utc)).open
+    assert status(datetime(2026, 12, 8, 15, 0, tzinfo=UTC)).open
     # 02:30 UTC on a Wednesday is 21:30 Tuesday in New York: still open.
-    assert status(datetime(2026, 12, 9, 2, 30, tzinfo=timezone.utc)).open
+    assert status(datetime(2026, 12, 9, 2, 30, tzinfo=UTC)).open
     # 03:00 UTC on a Saturday is 22:00 Friday in New York: closed until Monday.
-    closed = status(datetime(2026, 12, 12, 3, 0, tzinfo=timezone.utc))
+    closed = status(datetime(2026, 12, 12, 3, 0, tzinfo=UTC))
     assert not closed.open and closed.opens == datetime(2026, 12, 14, 9, 0, tzinfo=NY)
 
 
@@ -352,18 +352,18 @@ def test_daylight_saving_edges() -> None:
     opens = status(saturday).opens
     assert opens == datetime(2026, 3, 9, 9, 0, tzinfo=NY) and opens.utcoffset() == timedelta(hours=-4)
     # 9:00 in New York is 13:00 UTC after the change, 14:00 UTC before it.
-    assert status(datetime(2026, 3, 9, 13, 0, tzinfo=timezone.utc)).open
-    assert not status(datetime(2026, 3, 9, 12, 59, tzinfo=timezone.utc)).open
-    assert not status(datetime(2026, 3, 6, 13, 30, tzinfo=timezone.utc)).open  # Fri 8:30 EST
-    assert status(datetime(2026, 3, 6, 14, 0, tzinfo=timezone.utc)).open  # Fri 9:00 EST
+    assert status(datetime(2026, 3, 9, 13, 0, tzinfo=UTC)).open
+    assert not status(datetime(2026, 3, 9, 12, 59, tzinfo=UTC)).open
+    assert not status(datetime(2026, 3, 6, 13, 30, tzinfo=UTC)).open  # Fri 8:30 EST
+    assert status(datetime(2026, 3, 6, 14, 0, tzinfo=UTC)).open  # Fri 9:00 EST
     # Fall back: Sunday 2026-11-01. Friday 23:00 EDT opens Monday 9:00 EST (UTC-5).
     friday = datetime(2026, 10, 30, 23, 0, tzinfo=NY)
     opens = status(friday).opens
     assert opens == datetime(2026, 11, 2, 9, 0, tzinfo=NY) and opens.utcoffset() == timedelta(hours=-5)
     # 22:00 in New York is 02:00 UTC (EDT) before the change and 03:00 UTC (EST) after it.
-    assert not status(datetime(2026, 10, 30, 2, 0, tzinfo=timezone.utc)).open  # Thu 22:00 EDT
-    assert status(datetime(2026, 11, 3, 2, 59, tzinfo=timezone.utc)).open  # Mon 21:59 EST
-    assert not status(datetime(2026, 11, 3, 3, 0, tzinfo=timezone.utc)).open  # Mon 22:00 EST
+    assert not status(datetime(2026, 10, 30, 2, 0, tzinfo=UTC)).open  # Thu 22:00 EDT
+    assert status(datetime(2026, 11, 3, 2, 59, tzinfo=UTC)).open  # Mon 21:59 EST
+    assert not status(datetime(2026, 11, 3, 3, 0, tzinfo=UTC)).open  # Mon 22:00 EST
     # The ambiguous hour itself (01:30 on the fall-back Sunday, either fold) is closed.
     for fold in (0, 1):
         assert not status(datetime(2026, 11, 1, 1, 30, fold=fold, tzinfo=NY)).open

@@ -7,7 +7,7 @@ import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from mbcsms.catalog import Catalog, catalog_path, default_locales_dir
@@ -116,9 +116,9 @@ def test_issue_12_through_the_procfile_server(tmp_path: Path) -> None:
             # A picture with no text: the media line, in the sender's language.
             assert bodies(send(server, "", number, extra={"NumMedia": "1"})) == [catalog.render("media", lang)]
             # The fallback says whether the helpline is open now.
-            before = catalog.hours_line(lang, hours_key(datetime.now(timezone.utc)))
+            before = catalog.hours_line(lang, hours_key(datetime.now(UTC)))
             answer = bodies(send(server, fallback, number))
-            after = catalog.hours_line(lang, hours_key(datetime.now(timezone.utc)))
+            after = catalog.hours_line(lang, hours_key(datetime.now(UTC)))
             assert len(answer) == 1 and (before in answer[0] or after in answer[0]) and HELPLINE in answer[0]
             # First welcome, from someone who never opted out.
             assert bodies(send(server, start_word, number)) == [catalog.render("welcome", lang)]

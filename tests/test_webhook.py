@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -128,7 +128,7 @@ def test_livez_answers_while_postgresql_is_down(tmp_path):
     assert client.get("/livez").status_code == 200
 
 
-# --- issue 12, through the signed webhook -----------------------------------------------------------
+# --- issue 12, through the signed webhook --------------------------------------------------
 
 WHATSAPP_PATIENT = "whatsapp:" + PATIENT
 
@@ -141,7 +141,8 @@ def spanish(send, sender: str = PATIENT) -> None:
 def test_a_picture_with_no_text_gets_the_media_line(send, catalog, lang):
     if lang == "es":
         spanish(send)
-    assert one_message(send("", extra={"NumMedia": "1", "MediaContentType0": "image/jpeg"})) == catalog.render("media", lang)
+    picture = {"NumMedia": "1", "MediaContentType0": "image/jpeg"}
+    assert one_message(send("", extra=picture)) == catalog.render("media", lang)
     assert one_message(send(None, extra={"NumMedia": "2"})) == catalog.render("media", lang)
     # With text, the text is answered.
     assert "HER2" in one_message(send("que es her2" if lang == "es" else "what is her2", extra={"NumMedia": "1"}))
@@ -182,9 +183,9 @@ def test_a_retry_of_a_first_welcome_is_the_same_welcome(send, catalog):
 
 @pytest.mark.parametrize(("text", "lang"), [("can you refill my prescription", "en"), ("donde puedo estacionar", "es")])
 def test_the_fallback_says_whether_the_helpline_is_open_now(send, catalog, text, lang):
-    before = catalog.hours_line(lang, hours_key(datetime.now(timezone.utc)))
+    before = catalog.hours_line(lang, hours_key(datetime.now(UTC)))
     body = one_message(send(text))
-    after = catalog.hours_line(lang, hours_key(datetime.now(timezone.utc)))
+    after = catalog.hours_line(lang, hours_key(datetime.now(UTC)))
     assert before in body or after in body
     assert "{" not in body and HELPLINE in body
 
@@ -192,9 +193,9 @@ def test_the_fallback_says_whether_the_helpline_is_open_now(send, catalog, text,
 @pytest.mark.parametrize("lang", ["en", "es"])
 def test_the_helpline_answer_says_whether_it_is_open_now_and_a_retry_says_the_same(send, catalog, lang):
     sid = new_sid()
-    before = catalog.hours_line(lang, hours_key(datetime.now(timezone.utc)))
+    before = catalog.hours_line(lang, hours_key(datetime.now(UTC)))
     body = one_message(send("linea de ayuda" if lang == "es" else "helpline", sid=sid))
-    after = catalog.hours_line(lang, hours_key(datetime.now(timezone.utc)))
+    after = catalog.hours_line(lang, hours_key(datetime.now(UTC)))
     assert before in body or after in body
     assert one_message(send("linea de ayuda" if lang == "es" else "helpline", sid=sid)) == body
 

@@ -32,7 +32,7 @@ from . import logs
 from .catalog import Catalog
 from .config import Settings
 from .conversation import Conversation, Message, RateLimit, Reply, SenderState, channel_of
-from .senders import SenderKeys, message_key, sender_key
+from .senders import SenderKeys, message_key
 from .store import OptChange, Recorded, StateStore, StoreError, open_store
 from .store.local import LocalState, LocalStateError
 from .understand import Understanding, Understood

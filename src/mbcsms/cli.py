@@ -1,6 +1,7 @@
 """The ``mbcsms`` command: ``reply`` for staff and scripts, ``serve`` to run the webhook,
-``release`` for the release phase (checks, then ``migrate``), ``translations`` for the catalogs. Every command runs the same
-functions as the webhook, and reads (through ``Settings``) only the settings it uses."""
+``release`` for the release phase (checks, then ``migrate``), ``translations`` for the catalogs.
+Every command runs the same functions as the webhook, and reads (through ``Settings``) only the
+settings it uses."""
 
 from __future__ import annotations
 
@@ -63,7 +64,8 @@ def _print(reply: Reply, as_json: bool) -> None:
         click.echo(" // ".join(text.replace("\n", " / ") for text in reply.messages))
 
 
-class MomentType(click.ParamType):
+# Generic from click 8.2 on; our floor, 8.1.3, cannot be subscripted at run time.
+class MomentType(click.ParamType):  # type: ignore[type-arg]
     """An ISO 8601 date and time with its UTC offset: 2026-12-06T23:00:00-05:00."""
 
     name = "DATETIME"
@@ -120,7 +122,8 @@ def reply(message: str | None, as_json: bool, sender: str | None, at: datetime |
             try:
                 _print(bot.answer(Inbound(sender, text), now=now()), as_json)
             except OptOutNotRecorded:
-                raise click.ClickException("the store is unavailable: the opt-out/opt-in was NOT recorded")
+                raise click.ClickException(
+                    "the store is unavailable: the opt-out/opt-in was NOT recorded") from None
     except (CatalogError, ConfigError) as error:
         raise click.ClickException(str(error)) from None
 
@@ -165,8 +168,8 @@ GUNICORN_CONFIG = "python:mbcsms.gunicorn_config"
 
 def gunicorn_arguments(port: int, workers: int) -> list[str]:
     """The Procfile's web command, word for word (a test holds them together)."""
-    return ["--config", GUNICORN_CONFIG, "--bind", f"0.0.0.0:{port}", "--workers", str(workers), "--access-logfile", "-",
-            "--access-logformat", ACCESS_LOG_FORMAT, WSGI_APP]
+    return ["--config", GUNICORN_CONFIG, "--bind", f"0.0.0.0:{port}", "--workers", str(workers),
+            "--access-logfile", "-", "--access-logformat", ACCESS_LOG_FORMAT, WSGI_APP]
 
 
 def _startup_errors() -> tuple[type[Exception], ...]:
@@ -315,4 +318,5 @@ from .translations.cli import translations  # noqa: E402  (the staff's catalog c
 
 main.add_command(translations)
 from .training.cli import model  # noqa: E402  (build-time: train and measure the classifiers)
+
 main.add_command(model)

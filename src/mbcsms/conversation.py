@@ -10,7 +10,7 @@ own (the rate limit and whether the helpline is open are read from ``now``), so 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from .catalog import SOURCE_LANGUAGE, Catalog
 from .helpline_hours import hours_key
@@ -40,7 +40,8 @@ RATE_LIMITED = "rate_limited"
 SMALL_TALK = frozenset({"thanks", "ack", "goodbye", "human_check"})
 # Fear, grief, loneliness: a kind line, then the support and helpline answers.
 FEELINGS = ("feelings", "support", "helpline")
-# A survival or cure question asked in fear: the kind line (which points to support), then the facts.
+# A survival or cure question asked in fear: the kind line (which points to support), then the
+# facts.
 FEELINGS_QUESTION = "feelings_question"
 ASKED_IN_FEAR = frozenset({"survival", "cure"})
 
@@ -145,7 +146,7 @@ class Conversation:
         if not hours and any(self.catalog.needs_hours(part, lang) for part in parts):
             if now is None:
                 raise ValueError(f"reply {key!r} says whether the helpline is open: it needs now")
-            hours = hours_key(datetime.fromtimestamp(now, timezone.utc))
+            hours = hours_key(datetime.fromtimestamp(now, UTC))
         full = name + (HOURS + hours if hours else "")
         cached = self._replies.get((full, lang))
         if cached is None:
