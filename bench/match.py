@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from load import AUTH_TOKEN, SECRET, load_messages  # noqa: E402
 
 from mbcsms.catalog import Catalog, Topic, TopicKind  # noqa: E402
-from mbcsms.understand import Understander  # noqa: E402
+from mbcsms.understanding import Understander  # noqa: E402
 from mbcsms.understanding.model import Model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

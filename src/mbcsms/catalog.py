@@ -200,6 +200,21 @@ def available_languages(locales: Path) -> list[str]:
     return [SOURCE_LANGUAGE] + [lang for lang in found if lang != SOURCE_LANGUAGE]
 
 
+def keyword_file(locales: Path, lang: str, name: str) -> Path:
+    return locales / lang / "keywords" / f"{name}.txt"
+
+
+def read_word_file(path: Path) -> tuple[str, ...]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return ()
+    except (OSError, UnicodeDecodeError) as error:
+        raise CatalogError(f"{path}: {error}") from error
+    lines = (line.split("#", 1)[0].strip() for line in text.splitlines())
+    return tuple(line for line in lines if line)
+
+
 def read_catalog(path: Path, lang: str | None = None) -> PoCatalog:
     try:
         with path.open("rb") as handle:
@@ -230,8 +245,11 @@ def load_translations(locales: Path, lang: str) -> Translations:
 class Catalog:
     """The bot's words in every language: answers to render, keywords to listen for."""
 
-    def __init__(self, source: SourceContent, translations: dict[str, Translations]) -> None:
+    def __init__(self, source: SourceContent, translations: dict[str, Translations],
+                 locales: Path | None = None) -> None:
         self.source = source
+        # Where plain keyword files live (``<locales>/<lang>/keywords/<name>.txt``).
+        self.locales = locales if locales is not None else default_locales_dir()
         self.translations = translations
         self.languages = [SOURCE_LANGUAGE] + sorted(translations)
         self._topics = {topic.id: topic for topic in source.topics}
@@ -248,10 +266,13 @@ class Catalog:
             for lang in available_languages(locales)
             if lang != SOURCE_LANGUAGE
         }
-        return cls(source, translations)
+        return cls(source, translations, locales)
 
     def topic(self, topic_id: str) -> Topic:
         return self._topics[topic_id]
+
+    def has_topic(self, topic_id: str) -> bool:
+        return topic_id in self._topics
 
     def translate(self, context: str, msgid: str, lang: str) -> str:
         """The text in ``lang``, or the English when that language has no (finished) entry."""
@@ -280,6 +301,12 @@ class Catalog:
         if not english or not self.has_translation(f"words:{name}", join_keywords(english), lang):
             return ()
         return split_keywords(self.translate(f"words:{name}", join_keywords(english), lang))
+
+    def word_file(self, name: str, lang: str) -> tuple[str, ...]:
+        """A plain keyword file, ``<locales>/<lang>/keywords/<name>.txt``: one phrase a line,
+        ``#`` comments allowed (none: no file). Independent of every other language's files
+        and of gettext, so no translation state can switch it off."""
+        return read_word_file(keyword_file(self.locales, lang, name))
 
     def answer(self, topic_id: str, lang: str) -> str:
         topic = self._topics[topic_id]

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 
 from .catalog import SOURCE_LANGUAGE, Catalog
 from .sms import count_segments
-from .understand import Understander, Understanding, Understood
+from .understanding import Understander, Understanding, Understood
 
 # Twilio blocks the sender and confirms by itself when the whole message is one of its opt-out
 # words, and a reply to it would fail (error 21610): that gets an empty <Response/>. Any other
@@ -114,7 +114,10 @@ class Conversation:
             chosen = self.catalog.menu_topic(understanding.number or 0)
             reply = self.render(chosen.id if chosen else "menu", lang)
         elif understanding.kind in (Understood.CONTROL, Understood.TOPIC):
-            reply = self.render(topic or "fallback", lang)
+            # Small talk and feelings ("thanks", "feelings"...) that have no reply of their own
+            # in the catalog get the fallback, with the helpline.
+            known = topic is not None and self.catalog.has_topic(topic)
+            reply = self.render(topic if known else "fallback", lang)
         elif understanding.kind == Understood.EMPTY:
             reply = self.render("menu", lang)  # an empty body, or only punctuation
         else:

@@ -31,7 +31,8 @@ from ..catalog import (
 )
 from ..sms import GSM7_BASIC, GSM7_EXTENDED, UCS2, SegmentCount, count_segments
 from . import TranslationsError, source_template, template_entries
-from ..understand import keyword_key, stemmer_for, tokenize
+from ..understanding.keywords import keyword_key
+from ..understanding.text import stemmer_for, tokenize
 
 # Kinds of problem, as printed by ``check`` and shown as badges by ``preview``.
 BROKEN = "broken"
