@@ -35,6 +35,7 @@ model's ``feelings`` probability at or above ``feeling_bar``, a feelings keyword
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import defaultdict
 from dataclasses import dataclass
@@ -120,6 +121,12 @@ class Understander:
                                 for phrase in catalog.word_file("feelings", lang)} - {()}
                          for lang in self.languages}
         self.feeling_longest = max((len(p) for table in self.feelings.values() for p in table), default=0)
+        for lang in tables.without_crisis:
+            # Still screened by every other language's phrases and by the model: say so, once.
+            from .. import logs
+
+            logs.event("language_without_crisis_phrases", logging.WARNING, lang=lang,
+                       reason="screened by the other languages' crisis phrases and the model only")
 
     # -- stage 2: typos ------------------------------------------------------------------------
 
