@@ -161,7 +161,7 @@ def test_small_talk_and_emoji_are_topics_of_their_own(understander, text, topic)
 
 
 @pytest.mark.parametrize("text", ["😢", "im so scared", "tengo mucho miedo de morir", "i feel so alone",
-                                  "am i going to die soon? im so scared"])
+                                  "how long will i live? im so scared"])
 def test_fear_grief_and_loneliness_are_marked_as_feeling(understander, text):
     understood = understand(understander, text)
     assert understood.feeling and understood.kind != Understood.CRISIS, understood
@@ -173,7 +173,7 @@ def test_ordinary_messages_are_not_marked_as_feeling(understander, text):
 
 
 @pytest.mark.parametrize("text", ["im scared of dying", "I'm scared of dying", "tengo miedo de morir",
-                                  "i dont want to die", "what is 988", "¿el 911 cobra la ambulancia?",
+                                  "i dont want to die", "I don't want to die", "what is 988",
                                   "sos una persona o un bot?"])
 def test_fear_and_questions_about_help_lines_are_not_crises(understander, text):
     assert understand(understander, text).kind != Understood.CRISIS

@@ -8,7 +8,9 @@ The stages, in the order ``Understander.understand`` runs them:
    probability at or above its threshold (:mod:`.model`, chosen by ``mbcsms model train`` on
    out-of-fold scores). Every message is screened by every language's rules and by the model,
    whatever language it is written in; the model's verdict is taken after stage 4, so a
-   message that is exactly a command ("stop please", "HELP") stays that command.
+   message that is exactly a command ("stop please", "HELP") stays that command, and is set
+   aside for a message that is a calm phrase and at most one word more ("I don't want to
+   die", "I'm scared of dying": fear, not a crisis).
 4. **commands**: STOP, START, HELP, language switches and menu numbers, as exact rules on the
    words as typed (a corrected typo must never opt someone in or out).
 5. **topic**: the keyword rules and the model's topic together (:func:`decide_topic`).
@@ -18,6 +20,8 @@ How the topic is decided (the model's best label ``M`` with probability ``p``; `
 rules' topic, if any; ``high`` and ``floor`` stored with the model, chosen out of fold):
 
 - a message of listed emoji only is what they say (😢 feelings, 👍 thanks);
+- a command's phrase inside a message (a language switch, help) is the rules' (the model has no
+  such label);
 - ``M`` and ``K`` agree: that topic;
 - ``p >= high``: the model's label, also when it is ``out_of_scope`` (the fallback with the
   helpline): a topic's keyword inside a question the sources do not cover ("Herceptin side
@@ -51,6 +55,8 @@ from .text import emoji_label, normalise, tokenize
 MAX_TOKENS = 120
 # Twilio's longest inbound body (WhatsApp, 4,096 characters) stays well under this many words.
 MAX_CRISIS_TOKENS = 1200
+# Words beside a calm phrase ("i" in "i dont want to die") that still leave a message calm.
+CALM_SLACK = 1
 # Words left unexplained around a general topic's single keyword before the message is taken to
 # ask about something else.
 UNEXPLAINED = 5
@@ -205,7 +211,7 @@ class Understander:
         # not corrected.
         whole = words + every[MAX_TOKENS:]
         stems = {code: [self.stemmers[code](word) for word in whole] for code in self.languages}
-        keyword = self.crisis_rule(whole, every, stems)
+        keyword, calm = self.crisis_rule(whole, every, stems)
         if keyword is not None:
             return Understanding(Understood.CRISIS, "crisis", lang or keyword.lang, keyword.lang)
 
@@ -214,6 +220,8 @@ class Understander:
         # that is exactly a command ("stop please", "HELP") is that command, as before the
         # model: the model's crisis verdict applies to every other message.
         tables = self.tables
+        # An emoji beside a command ("español 🙏") is not part of it.
+        tokens = [word for word in tokens if not emoji_label(word)] or tokens
         bare = tables.without_filler(tuple(tokens))
         command = tuple(word for i, word in enumerate(bare) if i == 0 or word != bare[i - 1])  # "STOP STOP"
         control = self._command(command, tokens)
@@ -223,7 +231,9 @@ class Understander:
             return Understanding(Understood.CONTROL, control.topic, lang or control.lang, control.lang, word=word)
         if len(command) == 1 and command[0].isdigit():
             return Understanding(Understood.NUMBER, None, lang, number=int(command[0]))
-        if scores.crisis >= self.model.crisis_threshold:
+        # A message that is a calm phrase and at most one word more ("I don't want to die",
+        # "I'm scared of dying") is fear, not a crisis: the model's verdict is set aside.
+        if scores.crisis >= self.model.crisis_threshold and calm < len(whole) - CALM_SLACK:
             return Understanding(Understood.CRISIS, "crisis", lang)
 
         # Stage 5, topic.
@@ -235,6 +245,10 @@ class Understander:
             label = MODEL_TOPIC.get(label, label)
             return Understanding(Understood.TOPIC, label, lang, feeling=feeling or label == FEELINGS)
         found = self.keyword_topic(words, stems, lang)
+        if found and found[0].kind == TopicKind.CONTROL:
+            # A command's phrase inside a message ("can you text me in spanish"): the model has
+            # no such label, so the rules decide, as before it.
+            return Understanding(Understood.TOPIC, found[0].topic, lang, found[0].lang, feeling=feeling)
         best = scores.topic
         topic = decide_topic(found[0].topic if found else None, best, scores.topics[best],
                              self.model.topic_high, self.model.topic_floor)
@@ -266,7 +280,7 @@ class Understander:
         every = tokenize(text)[:MAX_CRISIS_TOKENS]
         whole = self._corrected(every[:MAX_TOKENS]) + every[MAX_TOKENS:]
         stems = {code: [self.stemmers[code](word) for word in whole] for code in self.languages}
-        return self.crisis_rule(whole, every, stems)
+        return self.crisis_rule(whole, every, stems)[0]
 
     def rules_reading(self, text: str) -> tuple[bool, bool, str | None]:
         """The rules alone, for training and evaluation: (a crisis phrase fired, a command or
@@ -277,7 +291,7 @@ class Understander:
         words = self._corrected(tokens)
         whole = words + every[MAX_TOKENS:]
         stems = {code: [self.stemmers[code](word) for word in whole] for code in self.languages}
-        crisis = self.crisis_rule(whole, every, stems) is not None
+        crisis = self.crisis_rule(whole, every, stems)[0] is not None
         bare = self.tables.without_filler(tuple(tokens))
         command = tuple(word for i, word in enumerate(bare) if i == 0 or word != bare[i - 1])
         is_command = bool(tokens) and (self._command(command, tokens) is not None
@@ -285,15 +299,19 @@ class Understander:
         found = self.keyword_topic(words, stems, self.language(tokens)) if words else None
         return crisis, is_command, found[0].topic if found else None
 
-    def crisis_rule(self, words: list[str], typed: list[str], stems: dict[str, list[str]]) -> Keyword | None:
-        """The first crisis rule any language's phrases find in the message, or None."""
+    def crisis_rule(self, words: list[str], typed: list[str], stems: dict[str, list[str]]
+                    ) -> tuple[Keyword | None, int]:
+        """The first crisis rule any language's phrases find in the message (or None), and the
+        most words one language's calm phrases hold."""
+        most = 0
         for code in self.languages:
-            keyword = self._crisis(code, words, typed, stems[code])
+            keyword, calm = self._crisis(code, words, typed, stems[code])
             if keyword is not None:
-                return keyword
-        return None
+                return keyword, calm
+            most = max(most, calm)
+        return None, most
 
-    def _crisis(self, code: str, words: list[str], typed: list[str], stems: list[str]) -> Keyword | None:
+    def _crisis(self, code: str, words: list[str], typed: list[str], stems: list[str]) -> tuple[Keyword | None, int]:
         """The first crisis keyword of ``words`` in one language: a phrase by stems, or a
         single word as typed (or corrected without changing its first letter: "sucide" is
         suicide, but "painted" is not fainted), or parts that stand anywhere ("fever + chemo"),
@@ -301,12 +319,12 @@ class Understander:
         calm: set[int] = set()
         for keyword, length, position in scan(stems, self.tables.crisis[code]):
             if keyword.topic != NOT_CRISIS:
-                return keyword
+                return keyword, len(calm)
             calm.update(range(position, position + length))
         single = self.tables.crisis_words[code]
         for position, (word, as_typed) in enumerate(zip(words, typed)):
             if word in single and position not in calm and (word == as_typed or word[0] == as_typed[:1]):
-                return single[word]
+                return single[word], len(calm)
         together = self.tables.crisis_together[code]
         # Only the rules filed under a word of this message can match: usually none.
         candidates = [rule for word in set(stems) for rule in together.get(word, ())]
@@ -318,8 +336,8 @@ class Understander:
                     where[word].append(position)
             for parts, keyword in candidates:
                 if all(self._stands(part, stems, where) for part in parts):
-                    return keyword
-        return None
+                    return keyword, len(calm)
+        return None, len(calm)
 
     @staticmethod
     def _stands(part: tuple[str, ...], stems: list[str], where: dict[str, list[int]]) -> bool:
