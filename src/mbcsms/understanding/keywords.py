@@ -1,9 +1,11 @@
 """Stage 3 of understanding: the keyword tables, built once from the catalog.
 
 :class:`KeywordTables` is the one builder of every table the understander matches by (crisis
-phrases, calm phrases, commands, topic keywords, the vocabulary and the typo index);
-``mbcsms translations check`` reads the same keys (:func:`keyword_key`), so a clash it reports
-is a clash the matcher would meet.
+phrases, calm phrases, commands, topic keywords, the vocabulary and the typo index), from each
+language's plain keyword files (``locales/<lang>/keywords/<name>.txt``, read by the catalog).
+While it files the keywords it records each :class:`Clash`: a keyword that can never win
+because another topic's keyword holds the same key. ``mbcsms translations check`` reports
+exactly these, so a clash it reports is a clash the matcher meets, found by the same code.
 
 Keywords and messages are compared word stem by word stem, in each language with its own
 stemmer, so "ending it all" meets "end it all" and "curarse" meets "curar". Control words are
@@ -39,6 +41,16 @@ class Keyword:
     order: int
     kind: TopicKind = TopicKind.CONTENT
     text: str = ""  # as written in the catalog: which rule matched, for evaluation and logs
+
+
+@dataclass(frozen=True)
+class Clash:
+    """A keyword that never wins: ``kept``, of another topic, holds the same key (``key``) in the
+    table the bot matches by, so a message with it gets ``kept``'s topic."""
+
+    key: tuple[str, ...]
+    kept: Keyword
+    lost: Keyword
 
 
 # A crisis keyword of parts that may stand anywhere: each part's stems, and the keyword.
@@ -108,6 +120,8 @@ class KeywordTables:
         self.letters: dict[str, set[str]] = defaultdict(set)
         # Languages with no crisis phrase of their own (screened by the others' and the model).
         self.without_crisis: list[str] = []
+        # Keywords that never win, each with the keyword that holds its place (see Clash).
+        self.clashes: list[Clash] = []
 
         for lang in self.languages:
             for word in catalog.words("filler", lang):
@@ -149,10 +163,9 @@ class KeywordTables:
                     elif topic.kind == TopicKind.CONTROL:
                         self._add_command(phrase, entry)
                         if topic.inside and len(phrase) >= topic.inside:
-                            self.phrases[lang].setdefault(stems, entry)
+                            self._add_phrase(lang, stems, entry)
                     else:
-                        # The first topic to claim a phrase keeps it; `translations check` reports the clash.
-                        self.phrases[lang].setdefault(stems, entry)
+                        self._add_phrase(lang, stems, entry)
         for lang in self.languages:
             # Longest match wins in a scan, so a calm phrase claims its words before a crisis
             # keyword inside it ("dont want to die" before "want to die") can.
@@ -171,6 +184,16 @@ class KeywordTables:
                         self.vocabulary[token].add(lang)
         self.typos = TypoIndex(self.vocabulary)
 
+    def _add_phrase(self, lang: str, stems: tuple[str, ...], entry: Keyword) -> None:
+        """A topic keyword: the first topic to claim a phrase keeps it, and a phrase that is a
+        crisis phrase of its language is the crisis reply's; either way the loser is a clash."""
+        crisis = self.crisis[lang].get(stems)
+        if crisis is not None and crisis.topic != NOT_CRISIS:
+            self.clashes.append(Clash(stems, crisis, entry))
+        kept = self.phrases[lang].setdefault(stems, entry)
+        if kept.topic != entry.topic:
+            self.clashes.append(Clash(stems, kept, entry))
+
     def _add_command(self, phrase: tuple[str, ...], entry: Keyword) -> None:
         """Commands are matched against the message less its filler ("stop please"), so they are
         filed likewise. But when what is left is only everyday words, it cannot stand for the
@@ -179,7 +202,15 @@ class KeywordTables:
         in the message."""
         core = self.without_filler(phrase)
         needs = frozenset(phrase) if all(word in self.common for word in core) else frozenset()
-        self.control.setdefault(core, []).append((needs, entry))
+        filed = self.control.setdefault(core, [])
+        # One table of commands for every language: the first filed under these words that the
+        # message satisfies wins, so another topic's command filed before it with no more
+        # needs holds its place.
+        for other_needs, other in filed:
+            if other.topic != entry.topic and other_needs <= needs:
+                self.clashes.append(Clash(core, other, entry))
+                break
+        filed.append((needs, entry))
 
     def without_filler(self, words: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(word for word in words if word not in self.filler) or words
