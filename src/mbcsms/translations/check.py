@@ -386,7 +386,9 @@ def keyword_problems(catalog: Catalog, locales: Path) -> list[Problem]:
                         topic=name if catalog.has_topic(name) else None,
                     ))
         for name in names:
-            if code == SOURCE_LANGUAGE or not catalog.words(name, SOURCE_LANGUAGE) or catalog.words(name, code):
+            if code == SOURCE_LANGUAGE or not catalog.words(name, SOURCE_LANGUAGE):
+                continue
+            if any(tokenize(phrase) for phrase in catalog.words(name, code)):
                 continue
             path = catalog.keyword_path(code, name)
             topic = name if catalog.has_topic(name) else None

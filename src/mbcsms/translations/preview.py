@@ -64,18 +64,13 @@ def _problem_item(problem: Problem, relative_to: Path | None, with_lang: bool = 
     )
 
 
-def _keyword_list(catalog: Catalog, name: str, lang: str, relative_to: Path | None) -> str:
+def _keyword_list(catalog: Catalog, name: str, lang: str) -> str:
     """One keyword file, as the bot reads it: its phrases, one a line, and where it is."""
     words = catalog.words(name, lang)
-    path = catalog.keyword_path(lang, name)
-    if relative_to is not None:
-        try:
-            path = path.resolve().relative_to(relative_to.resolve())
-        except ValueError:
-            pass
+    path = f"{lang}/keywords/{name}.txt"
     items = "".join(f"<li>{_escape(word)}</li>" for word in words) or "<li>(none)</li>"
     return (f"<details><summary>{len(words)} keywords</summary>"
-            f'<div class="meta">{_escape(str(path))}</div><ul class="words">{items}</ul></details>')
+            f'<div class="meta">{_escape(path)}</div><ul class="words">{items}</ul></details>')
 
 
 def _cell(result: CheckResult, topic_id: str, lang: str, relative_to: Path | None) -> str:
@@ -100,7 +95,7 @@ def _cell(result: CheckResult, topic_id: str, lang: str, relative_to: Path | Non
     if catalog is not None:
         topic = catalog.topic(topic_id)
         if topic.kind in LISTENING:
-            parts.append(_keyword_list(catalog, topic_id, lang, relative_to))
+            parts.append(_keyword_list(catalog, topic_id, lang))
     parts.append("</td>")
     return "".join(parts)
 
@@ -158,7 +153,7 @@ def preview_html(result: CheckResult, relative_to: Path | None = None) -> str:
     if catalog is not None:
         lists = "".join(
             f"<tr><th>{_escape(name)}</th>"
-            + "".join(f"<td>{_keyword_list(catalog, name, lang, relative_to)}</td>" for lang in languages)
+            + "".join(f"<td>{_keyword_list(catalog, name, lang)}</td>" for lang in languages)
             + "</tr>\n"
             for name in WORD_LISTS
         )
