@@ -28,7 +28,7 @@ from twilio.request_validator import RequestValidator
 
 from mbcsms.catalog import Catalog
 from mbcsms.senders import message_key, sender_key
-from mbcsms.understand import Understander
+from mbcsms.understanding import Understander
 
 STEPS = frozenset(step for step in os.environ.get("FLOOR_STEPS", "").split(",") if step)
 UNKNOWN = STEPS - {"signature", "understand", "store", "log"}

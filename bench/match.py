@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from load import AUTH_TOKEN, SECRET, load_messages  # noqa: E402
 
 from mbcsms.catalog import Catalog, Topic, TopicKind  # noqa: E402
-from mbcsms.understand import Understander  # noqa: E402
+from mbcsms.understanding import Understander  # noqa: E402
 from mbcsms.understanding.model import Model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,12 +74,14 @@ def grown(catalog: Catalog, factor: int, seed: int = 7) -> Catalog:
         for _ in range(real_phrases * (factor - 1))
     ]
     extra = tuple(
-        Topic(id=f"generated_{i}", kind=TopicKind.CONTENT, answer=f"Generated topic {i}.",
-              keywords=tuple(phrases[start : start + 30]), source=(), budget=4)
+        Topic(id=f"generated_{i}", kind=TopicKind.CONTENT, answer=f"Generated topic {i}.", source=(), budget=4)
         for i, start in enumerate(range(0, len(phrases), 30))
     )
+    lists = {lang: dict(words) for lang, words in catalog.keyword_lists.items()}
+    for i, start in enumerate(range(0, len(phrases), 30)):
+        lists["en"][f"generated_{i}"] = tuple(phrases[start : start + 30])
     source = dataclasses.replace(catalog.source, topics=catalog.source.topics + extra)
-    return Catalog(source, catalog.translations)
+    return Catalog(source, catalog.translations, catalog.locales, lists)
 
 
 def one_pass(understander: Understander, messages: list[str]) -> float:

@@ -20,9 +20,10 @@ from mbcsms.catalog import (
     available_languages,
     catalog_path,
     default_locales_dir,
-    join_keywords,
+    keyword_file,
     load_source,
-    split_keywords,
+    read_word_file,
+    write_word_file,
 )
 from tests.helpers import HELPLINE
 
@@ -59,10 +60,36 @@ def test_a_bad_content_file_stops_loading_naming_the_file(tmp_path, old, new, re
     assert str(error.value).startswith(f"{path}: ") and reason in str(error.value)
 
 
-def test_keyword_lists_split_on_commas_and_lines_and_join_back():
-    assert split_keywords("her2, her 2 positivo,\n herceptin ,, ") == ("her2", "her 2 positivo", "herceptin")
-    words = ("her2", "her 2 positivo", "herceptin")
-    assert split_keywords(join_keywords(words)) == words
+def test_keywords_in_the_content_file_stop_loading_naming_where_they_live_now(tmp_path):
+    path = _content(tmp_path, 'budget = 4\nanswer = "If this', 'budget = 4\nkeywords = ["help me"]\nanswer = "If this')
+    with pytest.raises(CatalogError, match="topic 'crisis' lists keywords.*locales/<lang>/keywords"):
+        load_source(path)
+
+
+def test_keyword_files_are_one_phrase_a_line_with_comments_and_round_trip(tmp_path):
+    path = tmp_path / "es" / "keywords" / "crisis.txt"
+    path.parent.mkdir(parents=True)
+    path.write_text("# Frases de crisis\n\nme quiero morir\n  no puedo respirar  # con espacios\n"
+                    "fiebre + quimio\n# fin\n", encoding="utf-8")
+    phrases = read_word_file(path)
+    assert phrases == ("me quiero morir", "no puedo respirar", "fiebre + quimio")
+    again = tmp_path / "copy.txt"
+    write_word_file(again, phrases, "Frases de crisis\nuna por línea")
+    assert read_word_file(again) == phrases
+    assert again.read_text(encoding="utf-8").startswith("# Frases de crisis\n# una por línea\n")
+    assert read_word_file(tmp_path / "missing.txt") == ()
+    with pytest.raises(ValueError):
+        write_word_file(again, ("a, b # c",))
+
+
+def test_every_shipped_keyword_file_round_trips(tmp_path):
+    catalog = Catalog.load()
+    for lang in catalog.languages:
+        for name, phrases in catalog.keyword_lists[lang].items():
+            assert phrases, (lang, name)
+            copy = tmp_path / lang / f"{name}.txt"
+            write_word_file(copy, phrases)
+            assert read_word_file(copy) == phrases == read_word_file(keyword_file(default_locales_dir(), lang, name))
 
 
 # -- languages and translations -------------------------------------------------------------------
@@ -98,15 +125,23 @@ def test_an_entry_without_a_translation_falls_back_to_the_english():
     assert catalog.answer("cure", "fr") == cure.answer  # a language without a catalog
 
 
-def test_keywords_count_only_in_a_language_that_translated_them():
+def test_keywords_come_from_each_languages_files_whatever_its_catalog_holds():
     source = load_source()
     her2 = source.topic("her2")
-    catalog = with_spanish({(f"keywords:{her2.id}", join_keywords(her2.keywords)): "her2, her 2 positivo"})
-    assert catalog.keywords(her2, "es") == ("her2", "her 2 positivo")
-    assert catalog.keywords(her2, "en") == her2.keywords
-    # Untranslated keywords are not the English ones: the topic has none in that language yet.
-    assert catalog.keywords(source.topic("cure"), "es") == ()
-    assert catalog.words("common", "es") == () and catalog.words("common", "en") == source.words["common"]
+    locales = default_locales_dir()
+    # A Spanish catalog with no translation at all: its keyword files still count in full.
+    catalog = with_spanish({})
+    assert catalog.keywords(her2, "es") == read_word_file(keyword_file(locales, "es", "her2"))
+    assert "her2 positivo" in catalog.keywords(her2, "es")
+    assert catalog.keywords(her2, "en") == read_word_file(keyword_file(locales, "en", "her2"))
+    assert "herceptin" in catalog.keywords(her2, "en")
+    assert "me quiero morir" in catalog.keywords(source.topic("crisis"), "es")
+    assert catalog.words("common", "es") and catalog.words("common", "en")
+    assert catalog.words("common", "es") != catalog.words("common", "en")
+    # A topic that never listens has no keywords, whatever file shares its name ("feelings").
+    assert catalog.keywords(source.topic("feelings"), "en") == ()
+    assert catalog.words("feelings", "en")  # the feelings word list
+    assert catalog.keywords(her2, "fr") == ()  # a language without files
 
 
 # -- rendering -------------------------------------------------------------------------------------

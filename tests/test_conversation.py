@@ -10,7 +10,7 @@ from mbcsms.catalog import TopicKind
 from mbcsms.conversation import SMS, WHATSAPP, Conversation, Message, RateLimit, SenderState, channel_of
 from mbcsms.helpline_hours import hours_key
 from mbcsms.sms import count_segments
-from mbcsms.understand import Understanding, Understood
+from mbcsms.understanding import Understanding, Understood
 from tests.helpers import HELPLINE
 
 NOW = 1_800_000_000.0

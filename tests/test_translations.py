@@ -26,16 +26,20 @@ from mbcsms.catalog import (
     CatalogError,
     catalog_path,
     default_locales_dir,
+    keyword_file,
     load_source,
+    read_word_file,
     source_entries,
+    write_word_file,
 )
 from mbcsms.cli import main
 from mbcsms.conversation import Conversation, SenderState
 from mbcsms.sms import count_segments
-from mbcsms.translations import update
 from mbcsms.helpline_hours import HOURS_KEYS
+from mbcsms.translations import update
 from mbcsms.translations.check import check
-from tests.helpers import app_env
+from mbcsms.understanding.keywords import KeywordTables
+from tests.helpers import app_env, post_signed
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -130,19 +134,6 @@ def rename_placeholder(catalog: PoCatalog) -> None:
     message.string = message.string.replace("{helpline}", "{telefono}")
 
 
-def steal_keyword(catalog: PoCatalog) -> None:
-    # "quimioterapia" is a treatment keyword in Spanish; give it to "cure" as well.
-    message = entry(catalog, "keywords:cure")
-    assert "quimioterapia" in entry(catalog, "keywords:treatment").string
-    message.string += ", Quimioterapia"
-
-
-def steal_by_stem(catalog: PoCatalog) -> None:
-    # "tratamientos" is not written in the cure list, but the bot matches it by its stem,
-    # which it shares with treatment's "tratamiento".
-    entry(catalog, "keywords:cure").string += ", tratamientos"
-
-
 def hard_to_read(catalog: PoCatalog) -> None:
     entry(catalog, "answer:treatment").string = (
         "Intervenciones inmunoterapéuticas multidisciplinarias individualizadas. (Healthwise; Komen)"
@@ -166,10 +157,6 @@ def overfill(catalog: PoCatalog) -> None:
     message.string = " ".join([message.string] * 3)
 
 
-def drop_keywords(catalog: PoCatalog) -> None:
-    entry(catalog, "keywords:her2").string = " , ¿? ,"
-
-
 def add_stale(catalog: PoCatalog) -> None:
     catalog.add("An answer we no longer send.", "Una respuesta vieja.", context="answer:gone")
 
@@ -180,20 +167,14 @@ def add_stale(catalog: PoCatalog) -> None:
         (blank("answer:stats"), "answer:stats", "untranslated", "the bot sends the English"),
         (make_fuzzy("answer:cure"), "answer:cure", "fuzzy", "fuzzy"),
         (rename_placeholder, "answer:help", "placeholders", "expected {helpline}, found {telefono}"),
-        # Reported on the later of the two topics, naming the earlier one (cure comes first).
-        (steal_keyword, "keywords:treatment", "keyword conflict",
-         "'quimioterapia' is also a keyword of topic cure ('Quimioterapia', line "),
-        (steal_by_stem, "keywords:treatment", "keyword conflict",
-         "is also a keyword of topic cure ('tratamientos', line "),
         (overfill, "answer:survival", "over budget", "UCS-2"),
         (hard_to_read, "answer:treatment", "hard to read", "the limit is Fernández-Huerta ease >= 65"),
         (long_crisis, "answer:crisis", "over budget", "must fit 3 segments in every language"),
         (long_closed_hours, "answer:helpline", "over budget", "with the hours line: helpline closed"),
-        (drop_keywords, "keywords:her2", "no keywords", ""),
         (add_stale, "answer:gone", "stale", "no longer exists"),
     ],
-    ids=["blank", "fuzzy", "placeholder", "keyword-conflict", "keyword-stem-conflict", "over-budget",
-         "hard-to-read", "crisis-over-3", "over-budget-when-closed", "no-keywords", "stale"],
+    ids=["blank", "fuzzy", "placeholder", "over-budget", "hard-to-read", "crisis-over-3",
+         "over-budget-when-closed", "stale"],
 )
 def test_check_names_file_line_and_entry_of_each_problem(
     locales: Path, change: Callable[[PoCatalog], None], context: str, kind: str, detail: str
@@ -212,26 +193,174 @@ def test_check_names_file_line_and_entry_of_each_problem(
     assert "1 problem (1 in es)" in result.stderr
 
 
+def add_keywords(locales: Path, lang: str, name: str, *phrases: str) -> Path:
+    path = keyword_file(locales, lang, name)
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write("".join(f"{phrase}\n" for phrase in phrases))
+    return path
+
+
 def test_check_reports_every_problem_at_once_and_can_keep_to_one_language(locales: Path) -> None:
     path = catalog_path(locales, "es")
-    for change in (blank("answer:stats"), make_fuzzy("answer:cure"), rename_placeholder, steal_keyword, overfill):
+    for change in (blank("answer:stats"), make_fuzzy("answer:cure"), rename_placeholder, overfill):
         edit(path, change)
+    add_keywords(locales, "es", "cure", "Quimioterapia")
 
     everything = run("translations", "check", "--locales", str(locales))
     assert everything.exit_code == 1
-    for context in ("answer:stats", "answer:cure", "answer:help", "keywords:treatment", "answer:survival"):
-        assert f"[es] {context} " in everything.stdout
+    for context in ("answer:stats", "answer:cure", "answer:help", "keywords:treatment:", "answer:survival"):
+        assert f"[es] {context}" in everything.stdout
 
     english = run("translations", "check", "--lang", "en", "--locales", str(locales))
     assert english.exit_code == 0 and english.output.startswith("OK: 1 language (en)")
 
 
-def test_a_fuzzy_keyword_list_leaves_the_topic_without_keywords(locales: Path) -> None:
-    path = catalog_path(locales, "es")
-    edit(path, make_fuzzy("keywords:her2"))
+# --- keyword files --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("phrase", "detail"),
+    [
+        # Reported on the later of the two topics, naming the earlier one (cure comes first).
+        ("Quimioterapia", "'quimioterapia' is also a keyword of topic cure ('Quimioterapia', es/keywords/cure.txt:"),
+        # "tratamientos" is not written in the treatment list, but the bot matches it by its
+        # stem, which it shares with treatment's "tratamiento".
+        ("tratamientos", "is also a keyword of topic cure ('tratamientos', es/keywords/cure.txt:"),
+    ],
+    ids=["same-word", "same-stem"],
+)
+def test_check_reports_a_keyword_clash_the_shared_builder_found(locales: Path, phrase: str, detail: str) -> None:
+    cure = add_keywords(locales, "es", "cure", phrase)
+    # The clash is the one the understander's own table builder records...
+    clashes = KeywordTables(Catalog.load(locales)).clashes
+    assert [(c.lost.topic, c.kept.topic, c.kept.text) for c in clashes if c.lost.lang == "es"][0] == (
+        "treatment", "cure", phrase)
+
     result = run("translations", "check", "--locales", str(locales))
+
+    # ...and check reports it, at the line of the keyword that never wins.
     assert result.exit_code == 1
-    assert "keywords:her2" in result.stdout and "no keywords in this language" in result.stdout
+    problems = [line for line in result.stdout.splitlines() if line]
+    assert len(problems) == 1, result.output
+    treatment = keyword_file(locales, "es", "treatment")
+    lost = next(c.lost.text for c in clashes if c.lost.lang == "es")
+    line = read_word_file(treatment).index(lost)
+    numbered = [n for n, text in enumerate(treatment.read_text(encoding="utf-8").splitlines(), 1)
+                if text.strip() == lost]
+    assert line >= 0 and numbered
+    assert problems[0].startswith(f"{treatment}:{numbered[0]}: [es] keywords:treatment: "), problems[0]
+    assert ": keyword conflict: " in problems[0] and detail in problems[0]
+    assert f"cure.txt:{len(cure.read_text(encoding='utf-8').splitlines())})" in problems[0]
+
+
+def test_check_reports_a_keyword_the_crisis_phrases_always_win(locales: Path) -> None:
+    add_keywords(locales, "en", "helpline", "chest pain")
+    result = check(locales)
+    problems = [(p.lang, p.kind, p.context) for p in result.problems]
+    assert problems == [("en", "keyword conflict", "keywords:helpline")]
+    assert "crisis phrase" in result.problems[0].detail
+
+
+def test_an_emptied_keyword_file_and_a_comma_list_are_reported(locales: Path) -> None:
+    her2 = keyword_file(locales, "es", "her2")
+    her2.write_text("# vacío\n¿?\n", encoding="utf-8")
+    add_keywords(locales, "es", "cure", "curación, curado")
+    (locales / "es" / "keywords" / "curacion.txt").write_text("cura\n", encoding="utf-8")
+    result = check(locales)
+    found = {(p.kind, p.context) for p in result.problems}
+    assert found == {("keyword file", "keywords:her2"), ("no keywords", "keywords:her2"),
+                     ("keyword file", "keywords:cure"), ("keyword file", "keywords:curacion")}, found
+
+
+def mark_all_fuzzy(catalog: PoCatalog) -> None:
+    for message in catalog:
+        if message.id:
+            message.flags.add("fuzzy")
+
+
+def crisis_reply(client, body: str) -> str:  # noqa: ANN001
+    response = post_signed(client, body)
+    assert response.status_code == 200
+    return response.get_data(as_text=True)
+
+
+def test_an_all_fuzzy_catalog_still_catches_spanish_crises_and_answers_them_in_spanish(
+    locales: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = catalog_path(locales, "es")
+    edit(path, mark_all_fuzzy)
+    spanish_crisis = entry(read(path), "answer:crisis").string
+    assert all(m.fuzzy for m in read(path) if m.id)
+    keywords_before = {p.name: p.read_bytes() for p in (locales / "es" / "keywords").iterdir()}
+
+    capsys.readouterr()
+    app = create_app(app_env(tmp_path, MBCSMS_LOCALES=str(locales)))
+    started = capsys.readouterr().out
+    warnings = [line for line in started.splitlines() if '"translations_incomplete"' in line]
+    assert len(warnings) == 1, started
+    assert '"lang": "es"' in warnings[0] and '"level": "warning"' in warnings[0]
+    assert "sent in English" in warnings[0] and "fuzzy" in warnings[0] and '"count": ' in warnings[0]
+
+    client = app.test_client()
+    for text in ("me quiero morir", "quiero suicidarme", "no puedo respirar"):
+        body = crisis_reply(client, text)
+        assert html.escape(spanish_crisis, quote=False) in body, (text, body)
+    # Everything else in Spanish falls back to the English until the entries are reviewed.
+    english_her2 = load_source().topic("her2").answer
+    assert html.escape(english_her2[:60], quote=False) in crisis_reply(client, "que es her2 positivo")
+    assert {p.name: p.read_bytes() for p in (locales / "es" / "keywords").iterdir()} == keywords_before
+
+    result = run("translations", "check", "--locales", str(locales))
+    assert result.exit_code == 1 and "keyword" not in result.stdout
+    assert "answer:crisis" in result.stdout and "fuzzy crisis reply beats English" in result.stdout
+
+
+def test_a_new_language_without_crisis_phrases_starts_with_a_warning_and_catches_crises(
+    locales: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    created = run("translations", "new", "pt", "--locales", str(locales))
+    assert created.exit_code == 0, created.output
+    edit(catalog_path(locales, "pt"), fill_portuguese)
+    write_portuguese_keywords(locales, without={"crisis"})
+    keyword_file(locales, "pt", "crisis").write_text("# ainda nenhuma\n", encoding="utf-8")
+
+    capsys.readouterr()
+    app = create_app(app_env(tmp_path, MBCSMS_LOCALES=str(locales)))
+    started = capsys.readouterr().out
+    warning = [line for line in started.splitlines() if "language_without_crisis_phrases" in line]
+    assert len(warning) == 1 and '"lang": "pt"' in warning[0], started
+
+    client = app.test_client()
+    # Screened by every language's crisis phrases and by the model, whatever language it is in.
+    for text in ("I want to kill myself", "me quiero morir", "quero me matar, não aguento mais"):
+        body = crisis_reply(client, text)
+        assert "911" in body and "988" in body, (text, body)
+    checked = run("translations", "check", "--lang", "pt", "--locales", str(locales))
+    assert checked.exit_code == 1
+    assert [line.split(": ")[2:4] for line in checked.stdout.splitlines()] == [
+        ["no crisis phrases", "this language has no crisis phrases of its own"]]
+
+
+def test_an_english_keyword_edit_never_changes_another_languages_lists(locales: Path, tmp_path: Path) -> None:
+    spanish = {p.name: p.read_bytes() for p in (locales / "es" / "keywords").iterdir()}
+    po_before = catalog_path(locales, "es").read_bytes()
+    before = Catalog.load(locales)
+    add_keywords(locales, "en", "crisis", "i want to vanish for good")
+    crisis = keyword_file(locales, "en", "crisis")
+    crisis.write_text(crisis.read_text(encoding="utf-8").replace("\nsuicide\n", "\nsuicide attempt\n"),
+                      encoding="utf-8")
+
+    assert update(locales) == {"es": False}  # keywords are no entries of the catalog
+
+    after = Catalog.load(locales)
+    assert {p.name: p.read_bytes() for p in (locales / "es" / "keywords").iterdir()} == spanish
+    assert catalog_path(locales, "es").read_bytes() == po_before
+    assert after.keyword_lists["es"] == before.keyword_lists["es"]
+    assert after.keyword_lists["en"]["crisis"] != before.keyword_lists["en"]["crisis"]
+    conversation = Conversation(after)
+    for text in ("me quiero morir", "quiero suicidarme", "no puedo respirar"):
+        reply, _ = conversation.reply_to(text, SenderState(), 0.0)
+        assert (reply.topic, reply.lang) == ("crisis", "es"), text
 
 
 def test_a_duplicated_entry_is_reported(locales: Path) -> None:
@@ -290,6 +419,9 @@ def test_extract_writes_a_template_equal_to_the_english_source(tmp_path: Path) -
     extracted = {(m.context, m.id): m for m in template if m.id}
     expected = {(e.context, e.msgid): e for e in source_entries(load_source())}
     assert extracted.keys() == expected.keys()
+    # Answers and menu titles only: keyword lists are plain files, never catalog entries.
+    assert {context.partition(":")[0] for context, _ in extracted} == {"answer", "title"}
+    assert {m.context.partition(":")[0] for m in read(REPO_LOCALES / "messages.pot") if m.id} == {"answer", "title"}
     for key, message in extracted.items():
         assert message.context and message.string == ""
         assert message.auto_comments and expected[key].comment.startswith(message.auto_comments[0][:20])
@@ -432,8 +564,19 @@ PT_WORDS = {
 }
 
 
+PT_WORDS["feelings"] = "medo, com medo, sozinha, me sinto sozinha, triste"
+
+
+def write_portuguese_keywords(locales: Path, without: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+    """Portuguese keyword files, one phrase a line, as staff would write them."""
+    for name, phrases in {**PT_KEYWORDS, **PT_WORDS}.items():
+        if name not in without:
+            write_word_file(keyword_file(locales, "pt", name), tuple(p.strip() for p in phrases.split(",")),
+                            f"Portuguese: {name}")
+
+
 def fill_portuguese(catalog: PoCatalog) -> None:
-    tables = {"answer": PT_ANSWERS, "title": PT_TITLES, "keywords": PT_KEYWORDS, "words": PT_WORDS}
+    tables = {"answer": PT_ANSWERS, "title": PT_TITLES}
     for message in catalog:
         if message.id:
             kind, _, name = message.context.partition(":")
@@ -448,11 +591,18 @@ def test_a_new_language_needs_only_its_catalog(locales: Path) -> None:
     fresh = read(path)
     assert str(fresh.locale) == "pt" and all(not m.string for m in fresh if m.id)
 
+    # Its keyword files are started empty, each saying what goes in it.
+    assert read_word_file(keyword_file(locales, "pt", "crisis")) == ()
+    assert "Not a translation" in keyword_file(locales, "pt", "crisis").read_text(encoding="utf-8")
+
     # Untranslated, it is reported entry by entry, and the bot still answers (in English).
     unfinished = run("translations", "check", "--lang", "pt", "--locales", str(locales))
     assert unfinished.exit_code == 1 and "[pt] answer:treatment " in unfinished.stdout
+    assert "[pt] keywords:crisis: no crisis phrases: " in unfinished.stdout
+    assert "[pt] keywords:her2: no keywords: " in unfinished.stdout
 
     edit(path, fill_portuguese)
+    write_portuguese_keywords(locales)
     done = run("translations", "check", "--lang", "pt", "--locales", str(locales))
     assert done.exit_code == 0, done.output
 
@@ -538,24 +688,25 @@ def test_preview_flags_problems_where_they_stand(locales: Path, tmp_path: Path) 
     assert 'class="badge over"' in survival and ">over budget</span>" in survival
 
 
-def test_english_replies_and_keywords_are_checked_against_the_content_file(tmp_path: Path) -> None:
+def test_english_replies_and_keywords_are_checked_against_the_content_file(locales: Path, tmp_path: Path) -> None:
     content = tmp_path / "topics.toml"
     english = CONTENT_FILE.read_text(encoding="utf-8")
     short = 'answer = "You will get no more messages from us. To come back, text START."'
-    assert short in english and '"hotline", ' in english
+    assert short in english
     long_stop = short.replace("START.", "START. " + "We will miss you. " * 20)
-    content.write_text(
-        english.replace(short, long_stop).replace('"hotline", ', '"hotline", "chemo", '), encoding="utf-8"
-    )
+    content.write_text(english.replace(short, long_stop), encoding="utf-8")
+    helpline = add_keywords(locales, "en", "helpline", "chemo")
 
-    result = check(REPO_LOCALES, lang="en", source_path=content)
+    result = check(locales, lang="en", source_path=content)
 
     problems = {(p.kind, p.context): p for p in result.problems}
     assert problems.keys() == {("over budget", "answer:stop"), ("keyword conflict", "keywords:helpline")}
     stop = problems[("over budget", "answer:stop")]
     assert stop.path == content and stop.line == english.splitlines().index('id = "stop"') + 1
     assert "GSM-7" in stop.detail and "budget is 2" in stop.detail
-    assert "'chemo' is also a keyword of topic treatment" in problems[("keyword conflict", "keywords:helpline")].detail
+    clash = problems[("keyword conflict", "keywords:helpline")]
+    assert "'chemo' is also a keyword of topic treatment" in clash.detail
+    assert clash.path == helpline and clash.line == len(helpline.read_text(encoding="utf-8").splitlines())
 
 
 def test_plain_pybabel_extract_reads_the_content_with_our_extractor(tmp_path: Path) -> None:

@@ -10,18 +10,10 @@ import pytest
 
 from mbcsms.catalog import TopicKind
 from mbcsms.conversation import Conversation
-from mbcsms.understand import (
-    MAX_TOKENS,
-    TypoIndex,
-    Understander,
-    Understanding,
-    Understood,
-    allowed_typos,
-    keyword_key,
-    normalise,
-    stemmer_for,
-    tokenize,
-)
+from mbcsms.understanding import MAX_TOKENS, Understander, Understanding, Understood
+from mbcsms.understanding.keywords import keyword_key
+from mbcsms.understanding.text import normalise, stemmer_for, tokenize
+from mbcsms.understanding.typos import TypoIndex, allowed_typos
 
 
 @pytest.fixture(scope="module")
@@ -141,3 +133,86 @@ def test_words_we_have_no_answer_for_are_nothing(understander):
     assert (nothing.kind, nothing.topic, nothing.lang) == (Understood.NOTHING, None, "es")
     # The disease named once among many words we have no keyword for asks about something else.
     assert understand(understander, "can i keep working at my job with stage 4").kind == Understood.NOTHING
+
+
+# -- rules and model together (issue 11) ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", [
+    "Herceptin side effects", "HER2 negative", "is Kisqali a chemo", "How long can you take Kadcyla?",
+    "¿Qué es HER2 bajo?", "I'm HER2 negative, what does that mean",
+])
+def test_a_topic_keyword_inside_a_question_the_sources_do_not_cover_gets_no_facts(understander, text):
+    understood = understand(understander, text)
+    assert understood.kind != Understood.CRISIS
+    # Not the facts of the topic whose keyword it contains: the fallback, with the helpline.
+    assert understood.topic not in ("her2", "treatment", "survival", "stats"), understood
+
+
+@pytest.mark.parametrize(("text", "topic"), [
+    ("thank you so much", "thanks"), ("gracias", "thanks"), ("ok", "ack"), ("bye", "goodbye"),
+    ("are you a real person", "human_check"), ("hi", "menu"), ("hola", "menu"),
+    ("😢", "feelings"), ("💔", "feelings"), ("👍", "thanks"), ("🙏", "thanks"), ("❤️", "thanks"),
+    ("🙏🏽", "thanks"),
+])
+def test_small_talk_and_emoji_are_topics_of_their_own(understander, text, topic):
+    understood = understand(understander, text)
+    assert (understood.kind, understood.topic) == (Understood.TOPIC, topic), understood
+
+
+@pytest.mark.parametrize("text", ["😢", "im so scared", "tengo mucho miedo de morir", "i feel so alone",
+                                  "how long will i live? im so scared"])
+def test_fear_grief_and_loneliness_are_marked_as_feeling(understander, text):
+    understood = understand(understander, text)
+    assert understood.feeling and understood.kind != Understood.CRISIS, understood
+
+
+@pytest.mark.parametrize("text", ["what does her2 positive mean", "thanks", "👍", "STOP"])
+def test_ordinary_messages_are_not_marked_as_feeling(understander, text):
+    assert not understand(understander, text).feeling
+
+
+@pytest.mark.parametrize("text", ["im scared of dying", "I'm scared of dying", "tengo miedo de morir",
+                                  "i dont want to die", "I don't want to die", "what is 988",
+                                  "sos una persona o un bot?"])
+def test_fear_and_questions_about_help_lines_are_not_crises(understander, text):
+    assert understand(understander, text).kind != Understood.CRISIS
+
+
+@pytest.mark.parametrize("text", ["i need an ambulance", "sos", "SOS", "llamen al 911", "call 911",
+                                  "me quiero morir", "quiero suicidarme", "no puedo respirar"])
+def test_terse_explicit_crises_are_caught(understander, text):
+    assert understand(understander, text).kind == Understood.CRISIS
+
+
+def test_a_crisis_the_rules_miss_is_caught_by_the_model(understander):
+    text = "she cant feel her legs and wet herself"
+    assert understander.crisis_by_rules(text) is None
+    assert understand(understander, text).kind == Understood.CRISIS
+
+
+def test_the_topic_rule_is_as_written_in_the_readme():
+    from mbcsms.understanding import decide_topic
+
+    assert decide_topic("her2", "her2", 0.1, 0.8, 0.3) == "her2"  # both agree
+    assert decide_topic("her2", "out_of_scope", 0.9, 0.8, 0.3) is None  # the model is sure: fallback
+    assert decide_topic("her2", "treatment", 0.9, 0.8, 0.3) == "treatment"
+    assert decide_topic("her2", "out_of_scope", 0.5, 0.8, 0.3) == "her2"  # not sure: the keyword
+    assert decide_topic(None, "spread", 0.5, 0.8, 0.3) == "spread"  # no keyword, above the floor
+    assert decide_topic(None, "spread", 0.2, 0.8, 0.3) is None  # below the floor
+    assert decide_topic(None, "greeting", 0.5, 0.8, 0.3) == "menu"
+    assert decide_topic("menu", "greeting", 0.1, 0.8, 0.3) == "menu"
+
+
+def test_emoji_are_read_as_words_from_the_emoji_file():
+    assert normalise("gracias 🙏") == "gracias emojithanks"
+    assert normalise("😢😢") == "emojifeelings emojifeelings"
+    assert normalise("🚢") == ""  # not listed: no word
+
+
+def test_small_talk_without_a_reply_of_its_own_gets_the_fallback(conversation):
+    from mbcsms.conversation import SenderState
+
+    reply, _ = conversation.reply_to("😢", SenderState(), 1_700_000_000.0)
+    assert reply.topic in ("fallback", "feelings")
+    assert reply.body

@@ -203,7 +203,7 @@ def test_the_helpline_answer_says_whether_it_is_open_now_and_a_retry_says_the_sa
 @pytest.mark.parametrize("lang", ["en", "es"])
 def test_a_reply_of_several_messages_is_several_message_elements_in_order(app, catalog, lang):
     from mbcsms.conversation import SenderState
-    from mbcsms.understand import Understanding, Understood
+    from mbcsms.understanding import Understanding, Understood
     from mbcsms.webhook import twiml
 
     conversation = app.extensions["mbcsms"].conversation

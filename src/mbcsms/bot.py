@@ -35,7 +35,7 @@ from .conversation import Conversation, Message, RateLimit, Reply, SenderState, 
 from .senders import SenderKeys, message_key
 from .store import OptChange, Recorded, StateStore, StoreError, open_store
 from .store.local import LocalState, LocalStateError
-from .understand import Understanding, Understood
+from .understanding import Understanding, Understood
 
 T = TypeVar("T")
 

@@ -1,13 +1,20 @@
 """Everything the bot can say and the words it listens for, in every language.
 
-English lives in ``content/topics.toml`` (the source language, next to the documents it cites);
-every other language lives in a gettext catalog ``locales/<lang>/LC_MESSAGES/messages.po`` that
-helpline staff edit with Poedit or Weblate. The ``.po`` files are read at start-up, so there is
-no compiled ``.mo`` that could go stale, and a broken file stops start-up naming file and line.
+What the bot says: English lives in ``content/topics.toml`` (the source language, next to the
+documents it cites); every other language lives in a gettext catalog
+``locales/<lang>/LC_MESSAGES/messages.po`` that helpline staff edit with Poedit or Weblate. The
+``.po`` files are read at start-up, so there is no compiled ``.mo`` that could go stale, and a
+broken file stops start-up naming file and line.
+
+What the bot listens for: each language's keyword and phrase lists, English included, are plain
+files ``locales/<lang>/keywords/<name>.txt`` (one phrase a line, ``#`` comments), ``<name>`` a
+topic id or one of :data:`WORD_LISTS`. They are not translations: an English edit never touches
+another language's lists, and no fuzzy or missing translation can switch one off.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import tomllib
 from collections.abc import Iterator
@@ -18,6 +25,7 @@ from pathlib import Path
 from babel.messages.catalog import Catalog as PoCatalog
 from babel.messages.pofile import PoFileError, read_po
 
+from . import logs
 from .helpline_hours import OPEN, opens_text_of
 
 SOURCE_LANGUAGE = "en"
@@ -33,7 +41,8 @@ class CatalogError(Exception):
 
 
 class TopicKind(StrEnum):
-    """A topic's ``kind`` in topics.toml: how its keywords are listened for."""
+    """A topic's ``kind`` in topics.toml: how its keywords (``locales/<lang>/keywords/<id>.txt``)
+    are listened for."""
 
     CONTENT = "content"  # answered by keywords anywhere in a message
     CONTROL = "control"  # only when the whole message is one of its keywords (STOP, START, ...)
@@ -48,7 +57,6 @@ class Topic:
     id: str
     kind: TopicKind
     answer: str
-    keywords: tuple[str, ...]
     source: tuple[str, ...]
     budget: int
     weight: float = 1.0
@@ -73,7 +81,6 @@ class SourceContent:
 
     topics: tuple[Topic, ...]
     helpline: str
-    words: dict[str, tuple[str, ...]]
     path: Path
 
     def topic(self, topic_id: str) -> Topic:
@@ -86,12 +93,14 @@ class SourceContent:
         return sorted((t for t in self.topics if t.menu is not None), key=lambda t: t.menu or 0)
 
 
-def join_keywords(words: tuple[str, ...] | list[str]) -> str:
-    return ", ".join(words)
-
-
-def split_keywords(text: str) -> tuple[str, ...]:
-    return tuple(word.strip() for word in text.replace("\n", ",").split(",") if word.strip())
+# The kinds of topic that listen for keywords: a file of any other topic's id is not read.
+LISTENING = frozenset({TopicKind.CRISIS, TopicKind.CONTROL, TopicKind.MENU, TopicKind.CONTENT})
+# Keyword files that are not a topic's: phrases that contain crisis words but are no crisis,
+# polite words around a command, everyday words that tell the language, words of feeling.
+WORD_LISTS = ("not_crisis", "filler", "common", "feelings")
+# For the crisis reply only, a fuzzy translation beats the English: a person in danger who
+# writes Spanish gets 911 and 988 in Spanish even while the catalog waits for review.
+FUZZY_KEPT = frozenset({"answer:crisis"})
 
 
 def load_source(path: Path = CONTENT_FILE) -> SourceContent:
@@ -99,13 +108,19 @@ def load_source(path: Path = CONTENT_FILE) -> SourceContent:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as error:
         raise CatalogError(f"{path}: {error}") from error
+    moved = [raw.get("id", "?") for raw in data.get("topic", ()) if "keywords" in raw]
+    if moved or "words" in data:
+        where = f"topic {moved[0]!r}" if moved else "[words]"
+        raise CatalogError(
+            f"{path}: {where} lists keywords, but keywords live in plain files now: "
+            "locales/<lang>/keywords/<name>.txt, one phrase a line (see docs/translating.md)"
+        )
     try:
         topics = tuple(
             Topic(
                 id=raw["id"],
                 kind=TopicKind(raw["kind"]),
                 answer=raw["answer"],
-                keywords=tuple(raw.get("keywords", ())),
                 source=tuple(raw.get("source", ())),
                 budget=int(raw["budget"]),
                 weight=float(raw.get("weight", 1.0)),
@@ -115,8 +130,7 @@ def load_source(path: Path = CONTENT_FILE) -> SourceContent:
             )
             for raw in data["topic"]
         )
-        words = {name: tuple(values) for name, values in data.get("words", {}).items()}
-        return SourceContent(topics, data["helpline"], words, path)
+        return SourceContent(topics, data["helpline"], path)
     except (KeyError, TypeError, ValueError) as error:
         raise CatalogError(f"{path}: missing or bad field {error}") from error
 
@@ -138,44 +152,22 @@ def source_entries(source: SourceContent) -> Iterator[Entry]:
                 topic.title,
                 f"topic {topic.id}: its line in the numbered menu, two or three words.",
             )
-        if topic.keywords:
-            yield Entry(
-                f"keywords:{topic.id}",
-                join_keywords(topic.keywords),
-                f"topic {topic.id}: words and phrases, separated by commas, that patients type "
-                "for this topic in your language (typos and accents are handled by the bot). "
-                "Not a translation: list what people really write, synonyms and brand names "
-                "included. A keyword may belong to one topic only."
-                + (" These only count when they are the whole message." if topic.kind == TopicKind.CONTROL else ""),
-            )
-    for name, values in source.words.items():
-        yield Entry(
-            f"words:{name}",
-            join_keywords(values),
-            WORDLIST_COMMENTS.get(name, f"word list {name}, separated by commas"),
-        )
 
 
-WORDLIST_COMMENTS = {
-    "not_crisis": "Phrases, separated by commas, that contain crisis words but are not a crisis "
-    "(\"I don't want to die\" is fear, not a wish to die), so the bot answers them instead "
-    "of sending 911/988. Not a translation: list what people in your language write. Keep it "
-    "short and sure: when in doubt, leave a phrase out.",
-    "filler": "Polite words that may surround a one-word command (\"stop please\"), separated by "
-    "commas. Not a translation: list your language's own.",
-    "common": "Everyday words of your language (a few hundred, separated by commas), used only "
-    "to recognise that a message is written in it. Not a translation: list your language's "
-    "most common words, without accents.",
-}
+def keyword_names(source: SourceContent) -> list[str]:
+    """Every keyword file name a language may have: the listening topics' ids, then the word lists."""
+    return [topic.id for topic in source.topics if topic.kind in LISTENING] + list(WORD_LISTS)
 
 
 @dataclass
 class Translations:
-    """One language's catalog: (context, msgid) -> translated text, fuzzy and empty ones left out."""
+    """One language's catalog: (context, msgid) -> translated text, fuzzy and empty ones left out
+    (except a fuzzy crisis answer: see :data:`FUZZY_KEPT`)."""
 
     lang: str
     path: Path | None
     messages: dict[tuple[str, str], str] = field(default_factory=dict)
+    fuzzy: int = 0  # entries left out because they are marked fuzzy
 
     def get(self, context: str, msgid: str) -> str | None:
         return self.messages.get((context, msgid))
@@ -202,6 +194,46 @@ def available_languages(locales: Path) -> list[str]:
     return [SOURCE_LANGUAGE] + [lang for lang in found if lang != SOURCE_LANGUAGE]
 
 
+def keyword_file(locales: Path, lang: str, name: str) -> Path:
+    return locales / lang / "keywords" / f"{name}.txt"
+
+
+def read_word_file(path: Path) -> tuple[str, ...]:
+    """The phrases of a keyword file, in order: one a line, ``#`` starts a comment, blank lines
+    skipped; no file, no phrases."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return ()
+    except (OSError, UnicodeDecodeError) as error:
+        raise CatalogError(f"{path}: {error}") from error
+    lines = (line.split("#", 1)[0].strip() for line in text.splitlines())
+    return tuple(line for line in lines if line)
+
+
+def write_word_file(path: Path, phrases: tuple[str, ...] | list[str], comment: str = "") -> None:
+    """A keyword file that :func:`read_word_file` reads back as ``phrases``."""
+    for phrase in phrases:
+        if "#" in phrase or "\n" in phrase or phrase != phrase.strip() or not phrase:
+            raise ValueError(f"not a phrase a keyword file can hold: {phrase!r}")
+    head = "".join(f"# {line}".rstrip() + "\n" for line in comment.splitlines())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(head + "".join(f"{phrase}\n" for phrase in phrases), encoding="utf-8")
+
+
+def keyword_files(locales: Path, lang: str) -> dict[str, Path]:
+    """The keyword files a language has, by name (``crisis``, ``common``...)."""
+    folder = locales / lang / "keywords"
+    if not folder.is_dir():
+        return {}
+    return {path.stem: path for path in sorted(folder.glob("*.txt")) if path.is_file()}
+
+
+def load_keyword_lists(locales: Path, lang: str) -> dict[str, tuple[str, ...]]:
+    """Every keyword file of one language, read: name -> phrases."""
+    return {name: read_word_file(path) for name, path in keyword_files(locales, lang).items()}
+
+
 def read_catalog(path: Path, lang: str | None = None) -> PoCatalog:
     try:
         with path.open("rb") as handle:
@@ -221,23 +253,35 @@ def load_translations(locales: Path, lang: str) -> Translations:
     catalog = read_catalog(path, None)
     translations = Translations(lang, path)
     for message in catalog:
-        if not message.id or message.fuzzy or not isinstance(message.id, str):
+        if not message.id or not isinstance(message.id, str):
             continue
         text = message.string if isinstance(message.string, str) else None
-        if text:
-            translations.messages[(message.context or "", message.id)] = text
+        if not text:
+            continue
+        if message.fuzzy and (message.context or "") not in FUZZY_KEPT:
+            translations.fuzzy += 1
+            continue
+        translations.messages[(message.context or "", message.id)] = text
     return translations
 
 
 class Catalog:
     """The bot's words in every language: answers to render, keywords to listen for."""
 
-    def __init__(self, source: SourceContent, translations: dict[str, Translations]) -> None:
+    def __init__(self, source: SourceContent, translations: dict[str, Translations],
+                 locales: Path | None = None,
+                 keyword_lists: dict[str, dict[str, tuple[str, ...]]] | None = None) -> None:
         self.source = source
+        # Where plain keyword files live (``<locales>/<lang>/keywords/<name>.txt``).
+        self.locales = locales if locales is not None else default_locales_dir()
         self.translations = translations
         self.languages = [SOURCE_LANGUAGE] + sorted(translations)
         self._topics = {topic.id: topic for topic in source.topics}
         self._rendered: dict[tuple[str, str, str | None], str] = {}
+        # Each language's keyword files, read once: lang -> name -> phrases.
+        if keyword_lists is None:
+            keyword_lists = {lang: load_keyword_lists(self.locales, lang) for lang in self.languages}
+        self.keyword_lists = keyword_lists
 
     @classmethod
     def load(cls, locales: Path | None = None, source_path: Path = CONTENT_FILE) -> Catalog:
@@ -250,10 +294,34 @@ class Catalog:
             for lang in available_languages(locales)
             if lang != SOURCE_LANGUAGE
         }
-        return cls(source, translations)
+        catalog = cls(source, translations, locales)
+        catalog.warn_incomplete()
+        return catalog
+
+    def falling_back(self, lang: str) -> list[Entry]:
+        """The entries of ``lang`` sent in English: untranslated, missing or fuzzy."""
+        return [entry for entry in source_entries(self.source)
+                if not self.has_translation(entry.context, entry.msgid, lang)]
+
+    def warn_incomplete(self) -> None:
+        """One warning per language whose answers are partly sent in English. Its keyword lists
+        are untouched: they are plain files, so its crisis detection stays on."""
+        for lang, translations in sorted(self.translations.items()):
+            missing = self.falling_back(lang)
+            if missing:
+                total = sum(1 for _ in source_entries(self.source))
+                logs.event(
+                    "translations_incomplete", logging.WARNING, lang=lang, count=len(missing),
+                    reason=f"{len(missing)} of {total} entries are sent in English "
+                           f"({translations.fuzzy} marked fuzzy, the rest untranslated or missing); "
+                           "keywords and crisis phrases are unaffected",
+                )
 
     def topic(self, topic_id: str) -> Topic:
         return self._topics[topic_id]
+
+    def has_topic(self, topic_id: str) -> bool:
+        return topic_id in self._topics
 
     def translate(self, context: str, msgid: str, lang: str) -> str:
         """The text in ``lang``, or the English when that language has no (finished) entry."""
@@ -271,17 +339,22 @@ class Catalog:
         return translations is not None and translations.get(context, msgid) is not None
 
     def keywords(self, topic: Topic, lang: str) -> tuple[str, ...]:
-        if not topic.keywords:
+        """The topic's keywords in ``lang``: its file ``<lang>/keywords/<topic id>.txt``. Only
+        topics that listen (crisis, control, menu, content) have any."""
+        if topic.kind not in LISTENING:
             return ()
-        if not self.has_translation(f"keywords:{topic.id}", join_keywords(topic.keywords), lang):
-            return ()
-        return split_keywords(self.translate(f"keywords:{topic.id}", join_keywords(topic.keywords), lang))
+        return self.words(topic.id, lang)
 
     def words(self, name: str, lang: str) -> tuple[str, ...]:
-        english = self.source.words.get(name, ())
-        if not english or not self.has_translation(f"words:{name}", join_keywords(english), lang):
-            return ()
-        return split_keywords(self.translate(f"words:{name}", join_keywords(english), lang))
+        """A keyword file of ``lang`` by name (a topic id or a word list): one phrase a line,
+        ``#`` comments allowed (none: no file). Independent of every other language's files
+        and of gettext, so no translation state can switch it off."""
+        return self.keyword_lists.get(lang, {}).get(name, ())
+
+    word_file = words
+
+    def keyword_path(self, lang: str, name: str) -> Path:
+        return keyword_file(self.locales, lang, name)
 
     def answer(self, topic_id: str, lang: str) -> str:
         topic = self._topics[topic_id]

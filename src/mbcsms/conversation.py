@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from .catalog import SOURCE_LANGUAGE, Catalog
 from .helpline_hours import hours_key
 from .sms import count_segments
-from .understand import Understander, Understanding, Understood
+from .understanding import Understander, Understanding, Understood
 
 # On SMS (and MMS, RCS) from a long code or toll-free number, Twilio blocks the sender and
 # confirms by itself when the whole message is one of its opt-out words, and a reply to it would
@@ -234,7 +234,8 @@ class Conversation:
         elif topic in ASKED_IN_FEAR and understanding.feeling:
             reply = self.render(topic + AS + FEELINGS_QUESTION + PARTS + topic, lang, now=now)
         elif understanding.kind in (Understood.CONTROL, Understood.TOPIC):
-            reply = self.render(topic or "fallback", lang, now=now)
+            known = topic is not None and self.catalog.has_topic(topic)
+            reply = self.render(topic if known else "fallback", lang, now=now)
         elif understanding.kind == Understood.EMPTY:
             reply = self.render("menu", lang, now=now)  # an empty body, or only punctuation
         else:

@@ -41,10 +41,14 @@ def train(locales: Path | None, out: Path | None) -> None:
         raise click.ClickException(str(error)) from None
     path = save(fitted, meta, out)
     # The out-of-fold scores the thresholds were chosen on are `evaluate`'s figures: say them.
-    _report(oof, float(meta["crisis_threshold"]), float(meta["topic_floor"]))  # type: ignore[arg-type]
+    from .train import OperatingPoints
+
+    _report(oof, OperatingPoints(float(meta["crisis_threshold"]), float(meta["topic_floor"]),  # type: ignore[arg-type]
+                                 float(meta["topic_high"]), float(meta["feeling_bar"])))  # type: ignore[arg-type]
     click.echo(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB): {meta['examples']} examples, "
                f"{len(fitted.keys)} features, crisis_threshold {meta['crisis_threshold']}, "
-               f"topic_floor {meta['topic_floor']}, examples_hash {str(meta['examples_hash'])[:12]}")
+               f"topic_floor {meta['topic_floor']}, topic_high {meta['topic_high']}, "
+               f"feeling_bar {meta['feeling_bar']}, examples_hash {str(meta['examples_hash'])[:12]}")
 
 
 @model.command()
@@ -71,23 +75,42 @@ def evaluate(locales: Path | None, new_sets: tuple[Path, ...], model_path: Path 
                 click.echo(f"{directory.name}:")
                 click.echo("\n".join(report(*first_contact(read_set_dir(directory), model_path))))
             return
-        from .train import Encoded, operating_points, out_of_fold
+        from .train import Encoded, cached_out_of_fold, operating_points
 
         examples = load_examples(locales)
         click.echo(f"leave one set out: {len(examples)} examples in "
                    f"{len({e.set for e in examples})} sets", err=True)
-        oof = out_of_fold(Encoded.of(examples), _progress)
+        oof = cached_out_of_fold(Encoded.of(examples), locales, _progress)
     except ExamplesError as error:
         raise click.ClickException(str(error)) from None
-    _report(oof, *operating_points(oof))
+    _report(oof, operating_points(oof))
 
 
-def _report(oof: OutOfFold, threshold: float, floor: float) -> None:
-    from .evaluate import decided_topic, report, tallies
+def _report(oof, points) -> None:  # oof: train.OutOfFold, points: train.OperatingPoints
+    """Out-of-fold figures of the decision rule as the bot runs it: crisis = a phrase rule OR the
+    model at its threshold; topic = decide_topic of the rules' and the model's topic. The model
+    alone is shown beside it (a phrase rule's catch on a seed set it was written from is not
+    fresh: those sets are marked * and their combined figures flatter the rules)."""
+    from ..understanding import decide_topic
+    from .evaluate import report, tallies
+    from .train import RuleReadings, model_topic, rules_fresh
 
-    rows = [(e, bool(c >= threshold), decided_topic(t, p, floor), None)
-            for e, c, t, p in zip(oof.examples, oof.crisis, oof.topic, oof.topic_confidence, strict=True)]
-    click.echo("leave one set out (each set scored by models trained on the others):")
-    click.echo("\n".join(report(*tallies(rows))))
-    click.echo(f"operating points (chosen on these out-of-fold scores): crisis_threshold {threshold:.4f}, "
-               f"topic_floor {floor}")
+    rules = RuleReadings.of(oof.examples)
+    rows = []
+    for i, e in enumerate(oof.examples):
+        by_model = bool(oof.crisis[i] >= points.crisis_threshold) and not (rules.command[i] and not rules.crisis[i])
+        flagged = bool(rules.crisis[i]) or by_model
+        topic = decide_topic(rules.topic[i], oof.topic[i], float(oof.topic_confidence[i]),
+                             points.topic_high, points.topic_floor)
+        # Tallies compare with the example's label: the bot's None is the fallback.
+        label = e.topic if e.topic and model_topic(e.topic) == topic else ("out_of_scope" if topic is None else topic)
+        rows.append((e, flagged, label, {"model alone": by_model}))
+    click.echo("leave one set out (each set scored by models trained on the others), "
+               "rules OR model; topic by the decision rule:")
+    lines = report(*tallies(rows))
+    seed = {e.set for e in oof.examples if not rules_fresh(e.set)}
+    click.echo("\n".join(f"{line} *" if line.split()[:1] and line.split()[0] in seed else line for line in lines))
+    click.echo("  * seed set the phrase lists were written from")
+    click.echo(f"operating points (chosen on these out-of-fold scores): crisis_threshold "
+               f"{points.crisis_threshold:.4f}, topic_floor {points.topic_floor}, topic_high "
+               f"{points.topic_high}, feeling_bar {points.feeling_bar}")

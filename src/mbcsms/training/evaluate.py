@@ -99,7 +99,7 @@ def first_contact(examples: Sequence[Example], model_path: Path | None = None, r
     understander = None
     if rules:
         from ..catalog import Catalog
-        from ..understand import Understander, Understood
+        from ..understanding import Understander
 
         understander = Understander(Catalog.load())
     rows = []
@@ -109,7 +109,7 @@ def first_contact(examples: Sequence[Example], model_path: Path | None = None, r
         topic = decided_topic(scores.topic, scores.topics[scores.topic], model.topic_floor)
         others = None
         if understander is not None:
-            by_rules = understander.understand(example.text).kind == Understood.CRISIS
+            by_rules = understander.crisis_by_rules(example.text) is not None
             others = {"rules": by_rules, "rules|model": by_rules or flagged}
         rows.append((example, flagged, topic, others))
     return tallies(rows)

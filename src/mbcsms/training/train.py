@@ -6,9 +6,16 @@
 - Topics: multinomial logistic regression on the examples that are not crises and have a topic
   label (``not_crisis`` rows train the crisis model only).
 - Operating points from out-of-fold scores, each set scored by models trained on the other
-  sets (the set, not the file, is held out): ``crisis_threshold`` is the highest threshold that
-  keeps out-of-fold recall at ``TARGET_RECALL`` or more; ``topic_floor`` the probability below
-  which answering the fallback (``out_of_scope``) is right more often than the best topic.
+  sets (the set, not the file, is held out), for the understander's decision rule (see
+  ``mbcsms.understanding.understander``): the bot calls a crisis when any phrase rule fires OR
+  the model's probability is at least ``crisis_threshold``, so ``crisis_threshold`` is the
+  highest threshold at which that rule's out-of-fold recall is at least ``TARGET_RECALL``
+  overall and ``TARGET_RECALL_LANG`` in each language. The phrase lists were written from the
+  seed sets (converted from tests/data: ``crisis_*`` and ``*_messages``), so they would look
+  better there than on a fresh set: the rules' part is measured on the other sets only
+  (``RULES_FRESH``). ``topic_floor`` and ``topic_high`` are the pair that gets the most topics
+  right under the topic rule, on the same fresh sets; ``feeling_bar`` the ``feelings``
+  probability with the best F1 for the ``feelings`` label, out of fold on every set.
 
 Deterministic: examples in file order, lbfgs with fixed settings, one BLAS thread.
 """
@@ -28,7 +35,7 @@ import numpy as np
 
 from ..understanding.features import BITS, column_map, ngram_buckets, tfidf
 from ..understanding.model import FORMAT, WEIGHTS, Model
-from .examples import OUT_OF_SCOPE, TOPIC_LABELS, Example, examples_hash, load_examples
+from .examples import FEELINGS, OUT_OF_SCOPE, TOPIC_LABELS, Example, examples_hash, load_examples
 
 if TYPE_CHECKING:
     from scipy.sparse import csr_matrix
@@ -37,6 +44,16 @@ MIN_DF = 2
 CRISIS_C = 20.0
 TOPIC_C = 20.0
 TARGET_RECALL = 0.98
+TARGET_RECALL_LANG = 0.97
+# Out-of-fold scores are cached here (keyed by the examples' hash and the settings) when the
+# variable is set, so the decision points can be rechosen without refitting.
+OOF_CACHE_ENV = "MBCSMS_OOF_CACHE"
+
+
+def rules_fresh(set_name: str) -> bool:
+    """A set the phrase lists were not written from (the seed sets converted from tests/data
+    were: their names start ``crisis_`` or end ``_messages``)."""
+    return not (set_name.startswith("crisis_") or set_name.endswith("_messages"))
 MAX_ITER = 5000
 TOL = 1e-6
 # The topic model has a weight per topic and column: a tighter tolerance costs minutes a fit.
@@ -137,6 +154,8 @@ class OutOfFold:
     crisis: np.ndarray  # probability a row
     topic: list[str]  # best topic a row
     topic_confidence: np.ndarray
+    topics: tuple[str, ...] = ()  # the topic labels, in the order of ``probabilities``' columns
+    probabilities: np.ndarray | None = None  # (rows, topics)
 
 
 def out_of_fold(encoded: Encoded, progress: Callable[[str], None] | None = None) -> OutOfFold:
@@ -144,6 +163,8 @@ def out_of_fold(encoded: Encoded, progress: Callable[[str], None] | None = None)
     crisis = np.zeros(len(examples))
     topic: list[str] = [""] * len(examples)
     confidence = np.zeros(len(examples))
+    labels = tuple(t for t in TOPIC_LABELS if any(e.topic == t for e in examples))
+    everything = np.zeros((len(examples), len(labels)))
     for name in sorted({e.set for e in examples}):
         held = [i for i, e in enumerate(examples) if e.set == name]
         train = [i for i, e in enumerate(examples) if e.set != name]
@@ -156,7 +177,9 @@ def out_of_fold(encoded: Encoded, progress: Callable[[str], None] | None = None)
         best = probabilities.argmax(axis=1)
         for row, b, p in zip(held, best, probabilities[np.arange(len(held)), best], strict=True):
             topic[row], confidence[row] = fitted.topics[b], p
-    return OutOfFold(examples, crisis, topic, confidence)
+        for column, label in enumerate(fitted.topics):
+            everything[held, labels.index(label)] = probabilities[:, column]
+    return OutOfFold(examples, crisis, topic, confidence, labels, everything)
 
 
 def crisis_threshold(scores: np.ndarray, is_crisis: np.ndarray, recall: float = TARGET_RECALL) -> float:
@@ -180,12 +203,125 @@ def topic_floor(confidence: np.ndarray, predicted: Sequence[str], truth: Sequenc
     return best_floor
 
 
-def operating_points(oof: OutOfFold) -> tuple[float, float]:
-    is_crisis = np.array([e.crisis for e in oof.examples])
-    topical = [i for i, e in enumerate(oof.examples) if not e.crisis and e.topic]
-    floor = topic_floor(oof.topic_confidence[topical], [oof.topic[i] for i in topical],
-                        [oof.examples[i].topic for i in topical])  # type: ignore[misc]
-    return crisis_threshold(oof.crisis, is_crisis), floor
+@dataclass
+class RuleReadings:
+    """What the phrase rules alone make of each example: a crisis rule fired, a command, or
+    the keyword rules' topic (the understander's names: ``menu`` for greetings, None for none)."""
+
+    crisis: np.ndarray
+    command: list[bool]
+    topic: list[str | None]
+
+    @classmethod
+    def of(cls, examples: Sequence[Example]) -> RuleReadings:
+        from ..catalog import Catalog
+        from ..understanding import Understander
+
+        understander = Understander(Catalog.load())
+        readings = [understander.rules_reading(e.text) for e in examples]
+        return cls(np.array([r[0] for r in readings], dtype=bool), [r[1] for r in readings],
+                   [r[2] for r in readings])
+
+
+@dataclass(frozen=True)
+class OperatingPoints:
+    crisis_threshold: float
+    topic_floor: float
+    topic_high: float
+    feeling_bar: float
+
+
+def combined_threshold(scores: np.ndarray, is_crisis: np.ndarray, by_rules: np.ndarray,
+                       langs: Sequence[str], recall: float = TARGET_RECALL,
+                       lang_recall: float = TARGET_RECALL_LANG) -> float:
+    """The highest threshold at which (rules OR model >= threshold) keeps ``recall`` overall and
+    ``lang_recall`` in each language, on these crises."""
+    lang_of = np.array(langs)
+    candidates = np.unique(np.round(scores[is_crisis], 6))[::-1]
+    for threshold in candidates:
+        flagged = by_rules | (scores >= threshold)
+        caught = flagged[is_crisis]
+        if caught.mean() < recall:
+            continue
+        if all(flagged[is_crisis & (lang_of == lang)].mean() >= lang_recall
+               for lang in set(lang_of[is_crisis])):
+            return float(threshold)
+    return float(candidates[-1]) if len(candidates) else 0.5
+
+
+def model_topic(label: str) -> str | None:
+    from ..understanding.understander import MODEL_TOPIC
+
+    return None if label == OUT_OF_SCOPE else MODEL_TOPIC.get(label, label)
+
+
+def topic_points(oof: OutOfFold, rules: RuleReadings, rows: Sequence[int]) -> tuple[float, float]:
+    """(floor, high) with the most topics right under the understander's topic rule on ``rows``;
+    among equals the highest ``high`` and the lowest ``floor`` (the rules keep the most say)."""
+    from ..understanding import decide_topic
+
+    truth = [model_topic(oof.examples[i].label) for i in rows]
+    best_key, best = (-1, 0.0, 0.0), (0.0, 1.01)
+    grid = [round(float(v), 2) for v in np.arange(0.0, 1.0, 0.02)] + [1.01]
+    for floor in grid:
+        for high in grid:
+            if high < floor:
+                continue
+            right = sum(decide_topic(rules.topic[i], oof.topic[i], float(oof.topic_confidence[i]), high, floor) == t
+                        for i, t in zip(rows, truth))
+            key = (right, high, -floor)
+            if key > best_key:
+                best_key, best = key, (floor, high)
+    return best
+
+
+def feeling_bar(oof: OutOfFold) -> float:
+    if oof.probabilities is None or FEELINGS not in oof.topics:
+        return 1.01
+    p = oof.probabilities[:, oof.topics.index(FEELINGS)]
+    truth = np.array([e.label == FEELINGS for e in oof.examples])
+    best, best_f1 = 1.01, -1.0
+    for bar in np.round(np.arange(0.05, 1.0, 0.01), 2):
+        said = p >= bar
+        tp = int((said & truth).sum())
+        f1 = 2 * tp / max(1, int(said.sum()) + int(truth.sum()))
+        if f1 > best_f1:
+            best, best_f1 = float(bar), f1
+    return best
+
+
+def operating_points(oof: OutOfFold, rules: RuleReadings | None = None) -> OperatingPoints:
+    rules = rules or RuleReadings.of(oof.examples)
+    examples = oof.examples
+    is_crisis = np.array([e.crisis for e in examples])
+    fresh = np.array([rules_fresh(e.set) for e in examples])
+    # The rules' catches count only where they are fresh: on a seed set only the model's do.
+    by_rules = rules.crisis & fresh
+    # A message that is exactly a command is never the model's crisis (the understander's order).
+    scores = np.where(np.array(rules.command) & ~rules.crisis, 0.0, oof.crisis)
+    threshold = combined_threshold(scores, is_crisis, by_rules, [e.lang for e in examples])
+    topical = [i for i, e in enumerate(examples)
+               if not e.crisis and e.topic and fresh[i] and not rules.command[i]]
+    floor, high = topic_points(oof, rules, topical)
+    return OperatingPoints(threshold, floor, high, feeling_bar(oof))
+
+
+def cached_out_of_fold(encoded: Encoded, locales: Path | None,
+                       progress: Callable[[str], None] | None = None) -> OutOfFold:
+    import os
+    import pickle
+
+    cache = os.environ.get(OOF_CACHE_ENV)
+    key = (examples_hash(locales), MIN_DF, CRISIS_C, TOPIC_C, TOL, TOPIC_TOL, BITS)
+    if cache and Path(cache).is_file():
+        stored_key, oof = pickle.loads(Path(cache).read_bytes())
+        if stored_key == key:
+            oof.examples = encoded.examples  # the same rows (the hash says so), their current objects
+            return oof
+    oof = out_of_fold(encoded, progress)
+    if cache:
+        Path(cache).write_bytes(pickle.dumps((key, oof)))
+    return oof
 
 
 def versions() -> dict[str, str]:
@@ -202,15 +338,19 @@ def train(locales: Path | None = None, progress: Callable[[str], None] | None = 
     out-of-fold scores the operating points were chosen on."""
     examples = load_examples(locales)
     encoded = Encoded.of(examples)
-    oof = out_of_fold(encoded, progress)
-    threshold, floor = operating_points(oof)
+    oof = cached_out_of_fold(encoded, locales, progress)
+    points = operating_points(oof)
     if progress:
         progress("  final fit on every example")
     fitted = fit(encoded)
     meta: dict[str, object] = {
         "format": FORMAT, "bits": BITS, "min_df": MIN_DF, "crisis_c": CRISIS_C, "topic_c": TOPIC_C,
         "tol": TOL, "topic_tol": TOPIC_TOL,
-        "crisis_threshold": round(threshold, 6), "topic_floor": floor, "target_recall": TARGET_RECALL,
+        "crisis_threshold": round(points.crisis_threshold, 6), "topic_floor": points.topic_floor,
+        "topic_high": points.topic_high, "feeling_bar": points.feeling_bar,
+        "target_recall": TARGET_RECALL, "target_recall_lang": TARGET_RECALL_LANG,
+        "decision": "crisis: any phrase rule OR model >= crisis_threshold; topic: "
+                    "mbcsms.understanding.understander.decide_topic",
         "examples_hash": examples_hash(locales), "examples": len(examples),
         "sets": sorted({e.set for e in examples}), "versions": versions(),
     }

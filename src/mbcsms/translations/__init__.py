@@ -2,7 +2,9 @@
 from the English content, update every language from it, compile, and start a new language.
 
 English lives in ``content/topics.toml``; every other language in
-``<locales>/<lang>/LC_MESSAGES/messages.po``. Beside this module, in this package:
+``<locales>/<lang>/LC_MESSAGES/messages.po``. Only answers and menu titles are translations: the
+keyword lists are plain files, ``<locales>/<lang>/keywords/<name>.txt``, that no command here
+writes over (``new`` starts a language's empty ones). Beside this module, in this package:
 :mod:`~mbcsms.translations.check` checks the catalogs, :mod:`~mbcsms.translations.preview` draws
 the staff's HTML page, :mod:`~mbcsms.translations.babel_extract` is the Babel extractor that
 reads the English content (``pybabel extract`` uses it too), and :mod:`~mbcsms.translations.cli`
@@ -36,7 +38,11 @@ from ..catalog import (
     CatalogError,
     available_languages,
     catalog_path,
+    keyword_file,
+    keyword_names,
+    load_source,
     read_catalog,
+    write_word_file,
 )
 
 MAPPING_FILE = "babel.cfg"
@@ -324,4 +330,22 @@ def new_language(locales: Path, lang: str, root: Path | None = None) -> Path:
             )
     write_atomically(path, render_po(catalog))
     _write_template(locales, template)  # keep the template next to the catalogs, for Weblate and Poedit
+    start_keyword_files(locales, lang, locale.english_name or lang)
     return path
+
+
+def start_keyword_files(locales: Path, lang: str, name: str) -> list[Path]:
+    """An empty keyword file for each list English has, saying what goes in it. Not a
+    translation of the English list: people in danger, or asking, write their own words."""
+    written = []
+    for list_name in keyword_names(load_source()):
+        english = keyword_file(locales, SOURCE_LANGUAGE, list_name)
+        target = keyword_file(locales, lang, list_name)
+        if not english.is_file() or target.exists():
+            continue
+        comment = (f"{name}: the {list_name!r} list, one phrase a line. Not a translation of\n"
+                   f"{SOURCE_LANGUAGE}/keywords/{list_name}.txt: list what people really write in {name}.\n"
+                   "See docs/translating.md, then run `mbcsms translations check`.")
+        write_word_file(target, (), comment)
+        written.append(target)
+    return written

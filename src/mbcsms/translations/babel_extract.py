@@ -1,5 +1,7 @@
 """A Babel extractor for the English content file, so ``pybabel extract`` builds messages.pot.
 
+It yields answers and menu titles only: keyword lists are plain files, not translations.
+
 Registered as the ``mbcsms_content`` extraction method (see ``babel.cfg``).
 """
 
@@ -10,19 +12,16 @@ from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from ..catalog import SourceContent, load_source, source_entries
+from ..catalog import load_source, source_entries
 
 
-def _line_numbers(text: str, source: SourceContent) -> dict[str, int]:
-    """The line where each topic (and the word lists) starts, for translators' references."""
+def _line_numbers(text: str) -> dict[str, int]:
+    """The line where each topic starts, for translators' references."""
     lines: dict[str, int] = {}
     for number, line in enumerate(text.splitlines(), start=1):
         match = re.match(r'\s*id\s*=\s*"([^"]+)"', line)
         if match:
             lines[match.group(1)] = number
-        match = re.match(r"\s*([a-z_]+)\s*=\s*\[", line)
-        if match and match.group(1) in source.words:
-            lines.setdefault(f"words:{match.group(1)}", number)
     return lines
 
 
@@ -35,8 +34,8 @@ def extract(
     path = Path(getattr(fileobj, "name", "topics.toml"))
     text = fileobj.read().decode("utf-8")
     source = load_source(path)
-    lines = _line_numbers(text, source)
+    lines = _line_numbers(text)
     for entry in source_entries(source):
-        kind, _, name = entry.context.partition(":")
-        line = lines.get(entry.context if kind == "words" else name, 0)
+        _, _, name = entry.context.partition(":")
+        line = lines.get(name, 0)
         yield line, "pgettext", (entry.context, entry.msgid), [entry.comment]

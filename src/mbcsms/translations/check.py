@@ -1,15 +1,18 @@
 """``mbcsms translations check``: everything a translator must fix before the bot may send a
 language (untranslated or fuzzy entries, stale ones, broken placeholders, replies over their SMS
-budget or past the reading-level limit, keywords claimed twice, topics with no keywords), each
-with file and line. A reply that says whether the helpline is open ({hours}) is measured in each
-form it can be sent in: with the "open" line and with the "closed" line for each day it may
-open."""
+budget or past the reading-level limit, keywords claimed twice, topics with no keywords, a
+language without crisis phrases), each with file and line. A reply that says whether the helpline
+is open ({hours}) is measured in each form it can be sent in: with the "open" line and with the
+"closed" line for each day it may open.
+
+Keyword clashes are not worked out here: they are the :class:`~mbcsms.understanding.keywords.Clash`
+es that :class:`~mbcsms.understanding.keywords.KeywordTables`, the builder the understander
+matches with, records while it files the keyword files."""
 
 from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +21,7 @@ from babel.messages.pofile import PoFileError
 
 from ..catalog import (
     CONTENT_FILE,
+    FUZZY_KEPT,
     PLACEHOLDER,
     SOURCE_LANGUAGE,
     Catalog,
@@ -28,7 +32,9 @@ from ..catalog import (
     Translations,
     available_languages,
     catalog_path,
-    join_keywords,
+    keyword_files,
+    keyword_names,
+    load_keyword_lists,
     load_source,
     load_translations,
     read_catalog,
@@ -36,8 +42,9 @@ from ..catalog import (
 from ..helpline_hours import HOURS_KEYS, OPEN, opens_text_of
 from ..sms import GSM7_BASIC, GSM7_EXTENDED, UCS2, SegmentCount, count_segments
 from . import TranslationsError, source_template, template_entries
+from ..understanding.keywords import Clash, Keyword, KeywordTables
+from ..understanding.text import tokenize
 from .readability import limit_text, measured, reading_level, within_limit
-from ..understand import keyword_key, stemmer_for, tokenize
 
 # Kinds of problem, as printed by ``check`` and shown as badges by ``preview``.
 BROKEN = "broken"
@@ -51,6 +58,8 @@ BUDGET = "over budget"
 READING = "hard to read"
 KEYWORD_CONFLICT = "keyword conflict"
 NO_KEYWORDS = "no keywords"
+NO_CRISIS = "no crisis phrases"
+KEYWORD_FILE = "keyword file"
 
 
 @dataclass(frozen=True)
@@ -61,7 +70,7 @@ class Problem:
     kind: str
     path: Path
     line: int  # 1-based; 0 when the entry is not in the file at all
-    context: str  # the msgctxt ("answer:her2"), or "" for the file as a whole
+    context: str  # the msgctxt ("answer:her2"), "keywords:<name>" for a keyword file, or "" for the file as a whole
     detail: str
     msgid: str = ""
     topic: str | None = None  # the topic whose reply this concerns, for the preview
@@ -228,6 +237,18 @@ def _topic_of(context: str) -> str | None:
     return name if kind in ("answer", "title", "keywords") and name else None
 
 
+def phrase_line(path: Path, phrase: str) -> int:
+    """The line of ``phrase`` in a keyword file (1-based; 0 when it is not there)."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return 0
+    for number, line in enumerate(lines, start=1):
+        if line.split("#", 1)[0].strip() == phrase:
+            return number
+    return 0
+
+
 def _entry_problems(
     lang: str, path: Path, template: dict[tuple[str, str], Message]
 ) -> tuple[list[Problem], Translations | None, dict[str, int]]:
@@ -247,14 +268,10 @@ def _entry_problems(
         context, msgid = key
         topic = _topic_of(context)
         message = found.get(key)
-        no_keywords = (
-            " (until then this topic has no keywords in this language)"
-            if context.startswith("keywords:") else ""
-        )
         if message is None:
             problems.append(Problem(
                 lang, MISSING, path, 0, context,
-                "not in the file: run `mbcsms translations update`, then translate it" + no_keywords,
+                "not in the file: run `mbcsms translations update`, then translate it",
                 msgid, topic,
             ))
             continue
@@ -262,16 +279,16 @@ def _entry_problems(
         if not text.strip():
             problems.append(Problem(
                 lang, UNTRANSLATED, path, message.lineno or 0, context,
-                "no translation: the bot sends the English" + no_keywords
-                if context.startswith(("answer:", "title:")) else "no translation" + no_keywords,
-                msgid, topic,
+                "no translation: the bot sends the English", msgid, topic,
             ))
             continue
         if message.fuzzy:
+            ignored = ("until then the bot still sends it, as a fuzzy crisis reply beats English"
+                       if context in FUZZY_KEPT else "until then the bot sends the English")
             problems.append(Problem(
                 lang, FUZZY, path, message.lineno or 0, context,
                 "marked fuzzy (the English changed or the text is a guess): check it, then clear "
-                "the fuzzy mark; until then the bot ignores it" + no_keywords,
+                f"the fuzzy mark; {ignored}",
                 msgid, topic,
             ))
         expected, actual = placeholders(msgid), placeholders(text)
@@ -281,13 +298,6 @@ def _entry_problems(
                 f"placeholders must be exactly as in the English: expected {' '.join(expected) or 'none'}, "
                 f"found {' '.join(actual) or 'none'}",
                 msgid, topic,
-            ))
-        if context.startswith("keywords:") and not message.fuzzy and not any(
-            tokenize(word) for word in text.replace("\n", ",").split(",")
-        ):
-            problems.append(Problem(
-                lang, NO_KEYWORDS, path, message.lineno or 0, context,
-                "no usable keyword: list the words people type, separated by commas", msgid, topic,
             ))
 
     for key, entry in found.items():
@@ -362,7 +372,8 @@ def check(locales: Path, lang: str | None = None, source_path: Path = CONTENT_FI
         translations[code] = loaded
         po_lines[code] = lines
 
-    catalog = Catalog(source, translations)
+    catalog = Catalog(source, translations, locales,
+                      {code: load_keyword_lists(locales, code) for code in [SOURCE_LANGUAGE, *translations]})
     result.catalog = catalog
     readable = catalog.languages
 
@@ -405,54 +416,7 @@ def check(locales: Path, lang: str | None = None, source_path: Path = CONTENT_FI
                     topic.answer, topic.id,
                 ))
 
-    # Keywords: a phrase may lead to one topic only in its language, compared the way the bot
-    # matches it (by stems: "esposa" and "esposo" are one keyword); commands also across
-    # languages (the bot keeps one table of commands for all languages).
-    claimed: dict[tuple[str, ...], tuple[str, str, str]] = {}  # command -> topic, lang, as written
-    clashes: set[tuple[str, str, str]] = set()
-    for code in readable:
-        stem = stemmer_for(code)
-        own: dict[tuple[str, ...], tuple[str, str]] = {}
-        for topic in source.topics:
-            context = f"keywords:{topic.id}"
-            words = catalog.keywords(topic, code)
-            if topic.keywords and not words and not _already_reported(result.problems, code, context):
-                result.problems.append(Problem(
-                    code, NO_KEYWORDS, paths[code], _entry_line(po_lines, code, context), context,
-                    "this topic has keywords in English but none in this language",
-                    join_keywords(topic.keywords), topic.id,
-                ))
-            for word in words:
-                tokens = tuple(tokenize(word))
-                if not tokens:
-                    continue
-                phrase = keyword_key(tokens, stem, topic.kind)
-                line = _entry_line(po_lines, code, context)
-                mine = own.get(phrase)
-                if mine is not None and mine[0] != topic.id and (code, topic.id, mine[0]) in clashes:
-                    continue  # one report per pair of topics: "tratamiento" and "tratamientos" are one clash
-                if mine is not None and mine[0] != topic.id:
-                    clashes.add((code, topic.id, mine[0]))
-                    other_line = _entry_line(po_lines, code, f"keywords:{mine[0]}")
-                    result.problems.append(Problem(
-                        code, KEYWORD_CONFLICT, paths[code], line, context,
-                        f"keyword {word!r} is also a keyword of topic {mine[0]} ({mine[1]!r}, "
-                        f"line {other_line}): keep it in one topic only",
-                        join_keywords(topic.keywords), topic.id,
-                    ))
-                    continue
-                own.setdefault(phrase, (topic.id, word))
-                if topic.kind != TopicKind.CONTROL:
-                    continue
-                other = claimed.get(phrase)
-                if other is not None and other[0] != topic.id and other[1] != code:
-                    result.problems.append(Problem(
-                        code, KEYWORD_CONFLICT, paths[code], line, context,
-                        f"keyword {word!r} is a keyword of topic {other[0]} in {other[1]} "
-                        f"({other[2]!r}); the bot cannot tell which is meant: use another word",
-                        join_keywords(topic.keywords), topic.id,
-                    ))
-                claimed.setdefault(phrase, (topic.id, code, word))
+    result.problems.extend(keyword_problems(catalog, locales))
 
     if lang is not None:
         result.problems = [p for p in result.problems if p.lang == lang]
@@ -463,5 +427,99 @@ def check(locales: Path, lang: str | None = None, source_path: Path = CONTENT_FI
     return result
 
 
-def _already_reported(problems: Iterable[Problem], lang: str, context: str) -> bool:
-    return any(p.lang == lang and p.context == context for p in problems)
+# --- keyword files -------------------------------------------------------------------------
+
+
+def keyword_problems(catalog: Catalog, locales: Path) -> list[Problem]:
+    """What is wrong with the keyword files of every language: a file of no topic or word list,
+    a line that holds more than one phrase, a list English has and the language lacks (crisis
+    phrases above all), and every clash the keyword table builder met."""
+    problems: list[Problem] = []
+    source = catalog.source
+    names = keyword_names(source)
+    for code in catalog.languages:
+        for name, path in keyword_files(locales, code).items():
+            if name not in names:
+                problems.append(Problem(
+                    code, KEYWORD_FILE, path, 0, f"keywords:{name}",
+                    f"no topic or word list is called {name!r}, so the bot never reads this file "
+                    f"(names: {', '.join(names)})",
+                ))
+                continue
+            for phrase in catalog.words(name, code):
+                if "," in phrase:
+                    problems.append(Problem(
+                        code, KEYWORD_FILE, path, phrase_line(path, phrase), f"keywords:{name}",
+                        f"{phrase!r} is read as one phrase: put each phrase on a line of its own",
+                        topic=name if catalog.has_topic(name) else None,
+                    ))
+                elif not tokenize(phrase):
+                    problems.append(Problem(
+                        code, KEYWORD_FILE, path, phrase_line(path, phrase), f"keywords:{name}",
+                        f"{phrase!r} has no word the bot can match: delete the line",
+                        topic=name if catalog.has_topic(name) else None,
+                    ))
+        for name in names:
+            if code == SOURCE_LANGUAGE or not catalog.words(name, SOURCE_LANGUAGE):
+                continue
+            if any(tokenize(phrase) for phrase in catalog.words(name, code)):
+                continue
+            path = catalog.keyword_path(code, name)
+            topic = name if catalog.has_topic(name) else None
+            if topic is not None and catalog.topic(topic).kind == TopicKind.CRISIS:
+                problems.append(Problem(
+                    code, NO_CRISIS, path, 0, f"keywords:{name}",
+                    "this language has no crisis phrases of its own: its messages are still "
+                    "screened by every other language's crisis phrases and by the model, but list "
+                    "what people in danger write in it, one phrase a line", topic=topic,
+                ))
+            else:
+                what = "this topic has keywords" if topic is not None else "this word list has words"
+                problems.append(Problem(
+                    code, NO_KEYWORDS, path, 0, f"keywords:{name}",
+                    f"{what} in English but none in this language: list them, one a line",
+                    topic=topic,
+                ))
+    if SOURCE_LANGUAGE in catalog.languages:
+        crisis = [t.id for t in source.topics if t.kind == TopicKind.CRISIS]
+        for name in crisis:
+            if not catalog.words(name, SOURCE_LANGUAGE):
+                problems.append(Problem(
+                    SOURCE_LANGUAGE, NO_CRISIS, catalog.keyword_path(SOURCE_LANGUAGE, name), 0,
+                    f"keywords:{name}",
+                    "English has no crisis phrases: messages are screened by the other languages' "
+                    "phrases and the model only", topic=name,
+                ))
+
+    reported: set[tuple[str, str, str, str]] = set()
+    for clash in KeywordTables(catalog).clashes:
+        lost, kept = clash.lost, clash.kept
+        pair = (lost.lang, lost.topic, kept.topic, kept.lang)
+        if pair in reported:
+            continue  # one report per pair of topics: "tratamiento" and "tratamientos" are one clash
+        reported.add(pair)
+        problems.append(_clash_problem(catalog, clash))
+    return problems
+
+
+def _where(catalog: Catalog, keyword: Keyword) -> str:
+    path = catalog.keyword_path(keyword.lang, keyword.topic)
+    line = phrase_line(path, keyword.text)
+    return f"{keyword.lang}/keywords/{path.name}" + (f":{line}" if line else "")
+
+
+def _clash_problem(catalog: Catalog, clash: Clash) -> Problem:
+    lost, kept = clash.lost, clash.kept
+    path = catalog.keyword_path(lost.lang, lost.topic)
+    if kept.kind == TopicKind.CRISIS:
+        detail = (f"keyword {lost.text!r} is also a crisis phrase ({kept.text!r}, {_where(catalog, kept)}): "
+                  "the crisis reply always wins; remove it here")
+    elif kept.lang != lost.lang:
+        detail = (f"keyword {lost.text!r} is a keyword of topic {kept.topic} in {kept.lang} "
+                  f"({kept.text!r}, {_where(catalog, kept)}); the bot cannot tell which is meant: "
+                  "use another word")
+    else:
+        detail = (f"keyword {lost.text!r} is also a keyword of topic {kept.topic} "
+                  f"({kept.text!r}, {_where(catalog, kept)}): keep it in one topic only")
+    return Problem(lost.lang, KEYWORD_CONFLICT, path, phrase_line(path, lost.text),
+                   f"keywords:{lost.topic}", detail, topic=lost.topic)

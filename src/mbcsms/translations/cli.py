@@ -22,7 +22,7 @@ from . import preview as previewing
 locales_option = click.option(
     "--locales", "locales", type=click.Path(file_okay=False, path_type=Path),
     default=None, show_default="$MBCSMS_LOCALES, else the project's locales/",
-    help="Directory holding <lang>/LC_MESSAGES/messages.po.",
+    help="Directory holding <lang>/LC_MESSAGES/messages.po and <lang>/keywords/*.txt.",
 )
 lang_option = click.option("--lang", metavar="LANG", default=None, help="Only this language (e.g. es).")
 
@@ -60,6 +60,7 @@ def translations() -> None:
     """Extract, update, compile, check and preview the translation catalogs.
 
     \b
+    Keywords are plain files, locales/<lang>/keywords/<name>.txt: edit them directly.
     Typical round after the English changed (src/mbcsms/content/topics.toml):
       mbcsms translations update     # new/changed English into every messages.po
       (translate in Poedit or Weblate)
@@ -113,8 +114,9 @@ def new(lang: str, locales: Path | None) -> None:
         path = tr.new_language(_locales(locales), lang)
     click.echo(f"created {_shown(path)} ({tr.language_name(lang)})")
     click.echo(
-        "next: translate every answer, title and keyword list, and the words:common and "
-        "words:filler lists, then run `mbcsms translations check`. No code change is needed."
+        f"next: translate every answer and title, and list the words people write in "
+        f"{lang}/keywords/*.txt (crisis.txt first; common.txt and filler.txt too), one phrase a "
+        "line, then run `mbcsms translations check`. No code change is needed."
     )
 
 

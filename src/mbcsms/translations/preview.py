@@ -8,6 +8,7 @@ import html
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ..catalog import LISTENING, WORD_LISTS, Catalog
 from ..helpline_hours import OPEN
 from ..sms import UCS2
 from . import language_name
@@ -40,6 +41,7 @@ td.bad { background: #fff5f5; border-left: 3px solid #d70015; }
 .meta { color: #555; font-size: .82rem; }
 .hours { background: #efe8fb; color: #5a2d9c; }
 .level { background: #eee; color: #555; }
+ul.words { margin: .3rem 0 0; padding-left: 1.1rem; columns: 2; }
 ul.problems { margin: .3rem 0 0; padding-left: 1.1rem; font-size: .85rem; color: #8b0010; }
 details { font-size: .82rem; color: #444; margin-top: .3rem; }
 .summary { margin: 0 0 1rem; }
@@ -101,6 +103,15 @@ def _form_html(form: Form, measure: Measure, lang: str) -> str:
     )
 
 
+def _keyword_list(catalog: Catalog, name: str, lang: str) -> str:
+    """One keyword file, as the bot reads it: its phrases, one a line, and where it is."""
+    words = catalog.words(name, lang)
+    path = f"{lang}/keywords/{name}.txt"
+    items = "".join(f"<li>{_escape(word)}</li>" for word in words) or "<li>(none)</li>"
+    return (f"<details><summary>{len(words)} keywords</summary>"
+            f'<div class="meta">{_escape(path)}</div><ul class="words">{items}</ul></details>')
+
+
 def _cell(result: CheckResult, topic_id: str, lang: str, relative_to: Path | None) -> str:
     if lang in result.broken:
         return '<td class="bad"><span class="badge problem">broken</span> catalog cannot be read</td>'
@@ -115,11 +126,8 @@ def _cell(result: CheckResult, topic_id: str, lang: str, relative_to: Path | Non
     catalog = result.catalog
     if catalog is not None:
         topic = catalog.topic(topic_id)
-        words = catalog.keywords(topic, lang)
-        if topic.keywords:
-            parts.append(
-                f"<details><summary>{len(words)} keywords</summary>{_escape(', '.join(words)) or '(none)'}</details>"
-            )
+        if topic.kind in LISTENING:
+            parts.append(_keyword_list(catalog, topic_id, lang))
     parts.append("</td>")
     return "".join(parts)
 
@@ -139,8 +147,9 @@ def preview_html(result: CheckResult, relative_to: Path | None = None) -> str:
     intro = (
         "<h1>mbcsms: every reply in every language</h1>\n"
         f'<p class="lead">Generated {generated}. Each cell is the whole text message exactly as the '
-        "bot sends it (menu and phone number filled in). Fix problems in the language's "
-        "<code>messages.po</code>, then run <code>mbcsms translations check</code>.</p>\n"
+        "bot sends it (menu and phone number filled in), with the keywords it listens for, read "
+        "from the language's <code>keywords/</code> files. Fix problems in the language's "
+        "<code>messages.po</code> or keyword file, then run <code>mbcsms translations check</code>.</p>\n"
         '<div class="legend">'
         '<span><span class="badge ok">2 segments of 4</span> within its SMS budget</span>'
         '<span><span class="badge over">5 segments of 4</span> over budget: shorten it</span>'
@@ -176,6 +185,17 @@ def preview_html(result: CheckResult, relative_to: Path | None = None) -> str:
         )
 
     rows = []
+    catalog = result.catalog
+    if catalog is not None:
+        lists = "".join(
+            f"<tr><th>{_escape(name)}</th>"
+            + "".join(f"<td>{_keyword_list(catalog, name, lang)}</td>" for lang in languages)
+            + "</tr>\n"
+            for name in WORD_LISTS
+        )
+        header = "".join(f"<th>{_escape(language_name(lang))} ({_escape(lang)})</th>" for lang in languages)
+        rows.append("<h2>Word lists</h2>\n<table>\n"
+                    f"<thead><tr><th>List</th>{header}</tr></thead>\n<tbody>\n{lists}</tbody>\n</table>\n")
     if source is not None:
         header = "".join(
             f"<th>{_escape(language_name(lang))} ({_escape(lang)})</th>" for lang in languages

@@ -5,7 +5,7 @@ One function, :func:`ngram_buckets`, turns a message into feature buckets, and
 (``mbcsms model train``) and the bot call exactly these functions, so the features cannot drift
 apart.
 
-- The text is normalised as the keyword matcher does it (``mbcsms.understand.normalise``: case,
+- The text is normalised as the keyword matcher does it (``mbcsms.understanding.text.normalise``: case,
   accents and punctuation gone), so "¿Qué es HER2+?" and "que es her2" are one message.
 - Character 2- to 5-grams inside each word padded with a space either side (" me", "mor",
   "rir ": typos and word forms still share most of them), and word 1- and 2-grams.
@@ -23,7 +23,7 @@ import zlib
 
 import numpy as np
 
-from ..understand import normalise
+from .text import normalise
 
 BITS = 18
 BUCKETS = 1 << BITS

@@ -60,6 +60,11 @@ class Model:
         self.column = column_map(self.keys)
         self.crisis_threshold = float(meta["crisis_threshold"])  # type: ignore[arg-type]
         self.topic_floor = float(meta["topic_floor"])  # type: ignore[arg-type]
+        # The understander's decision points (chosen out of fold, like the two above): at or
+        # above topic_high the model's topic beats the keyword rules'; at or above feeling_bar
+        # a message expresses feelings whatever its topic.
+        self.topic_high = float(meta.get("topic_high", 1.01))  # type: ignore[arg-type]
+        self.feeling_bar = float(meta.get("feeling_bar", 1.01))  # type: ignore[arg-type]
         self.examples_hash = str(meta["examples_hash"])
         self.versions: dict[str, str] = dict(meta.get("versions", {}))  # type: ignore[call-overload]
 
@@ -78,7 +83,7 @@ class Model:
         return cls(arrays, meta)
 
     def features(self, text: str, plain: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """``plain``: the message already normalised (``understand.normalise``), if at hand."""
+        """``plain``: the message already normalised (``text.normalise``), if at hand."""
         return vectorise(text, self.column, self.idf, plain)
 
     def crisis_probability(self, text: str) -> float:

@@ -1,0 +1,395 @@
+"""Stage 5 of understanding: what a patient's message is about, and which language it is in.
+
+The stages, in the order ``Understander.understand`` runs them:
+
+1. **normalise** (:mod:`.text`): case, accents, punctuation gone; listed emoji read as words.
+2. **correct typos** (:mod:`.typos`): each unknown word to the nearest word we know.
+3. **crisis**: every language's crisis phrase rules (:mod:`.keywords`) OR the model's crisis
+   probability at or above its threshold (:mod:`.model`, chosen by ``mbcsms model train`` on
+   out-of-fold scores). Every message is screened by every language's rules and by the model,
+   whatever language it is written in; the model's verdict is taken after stage 4, so a
+   message that is exactly a command ("stop please", "HELP") stays that command, and is set
+   aside for a message that is a calm phrase and at most one word more ("I don't want to
+   die", "I'm scared of dying": fear, not a crisis).
+4. **commands**: STOP, START, HELP, language switches and menu numbers, as exact rules on the
+   words as typed (a corrected typo must never opt someone in or out).
+5. **topic**: the keyword rules and the model's topic together (:func:`decide_topic`).
+6. **language**: the language with most of the message's words.
+
+How the topic is decided (the model's best label ``M`` with probability ``p``; ``K`` the keyword
+rules' topic, if any; ``high`` and ``floor`` stored with the model, chosen out of fold):
+
+- a message of listed emoji only is what they say (😢 feelings, 👍 thanks);
+- a command's phrase inside a message (a language switch, help) is the rules' (the model has no
+  such label);
+- ``M`` and ``K`` agree: that topic;
+- ``p >= high``: the model's label, also when it is ``out_of_scope`` (the fallback with the
+  helpline): a topic's keyword inside a question the sources do not cover ("Herceptin side
+  effects") does not get that topic's facts;
+- otherwise ``K`` if the rules found one;
+- otherwise ``M`` if ``p >= floor`` and ``M`` is not ``out_of_scope``;
+- otherwise nothing: the fallback with the helpline.
+
+The model's ``greeting`` is the ``menu`` topic; its other small talk (``thanks``, ``ack``,
+``goodbye``, ``human_check``) and ``feelings`` come out as topics of those names.
+``Understanding.feeling`` says whether the message expresses fear, grief or loneliness (the
+model's ``feelings`` probability at or above ``feeling_bar``, a feelings keyword of
+``locales/<lang>/keywords/feelings.txt``, or a feelings emoji), whatever its topic.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from enum import StrEnum
+
+from ..catalog import Catalog, TopicKind
+from .keywords import NOT_CRISIS, Keyword, KeywordTables, PhraseTable, scan
+from .model import Model, Scores
+from .text import emoji_label, normalise, tokenize
+
+# A message longer than this is read only in part: enough for any question, and a 5,000
+# character body cannot make the request path slow.
+MAX_TOKENS = 120
+# Twilio's longest inbound body (WhatsApp, 4,096 characters) stays well under this many words.
+MAX_CRISIS_TOKENS = 1200
+# Words beside a calm phrase ("i" in "i dont want to die") that still leave a message calm.
+CALM_SLACK = 1
+# Words left unexplained around a general topic's single keyword before the message is taken to
+# ask about something else.
+UNEXPLAINED = 5
+
+OUT_OF_SCOPE = "out_of_scope"
+GREETING = "greeting"
+FEELINGS = "feelings"
+SMALL_TALK = frozenset({"thanks", "ack", "goodbye", "human_check", FEELINGS})
+# The model's labels that are answered by another topic of the catalog.
+MODEL_TOPIC = {GREETING: "menu"}
+
+
+class Understood(StrEnum):
+    """What a message was understood as: ``Understanding.kind``."""
+
+    CRISIS = "crisis"  # an emergency or self-harm: the crisis reply, before anything else
+    CONTROL = "control"  # a control topic's keyword as the whole message (STOP, START, HELP...)
+    NUMBER = "number"  # a number alone: a pick from the numbered menu
+    TOPIC = "topic"  # a topic (keywords and model), small talk or feelings
+    NOTHING = "nothing"  # words, but none we have an answer for
+    EMPTY = "empty"  # no words at all: an empty body, or only punctuation
+
+
+@dataclass(frozen=True)
+class Understanding:
+    """What a message asks for. ``lang`` is the language the message is written in, if it tells."""
+
+    kind: Understood
+    topic: str | None = None
+    lang: str | None = None
+    keyword_lang: str | None = None  # the language whose keyword matched (a switch's target)
+    number: int | None = None
+    word: str | None = None  # the whole message, when it is one word exactly as typed ("STOP")
+    feeling: bool = False  # the message expresses fear, grief or loneliness
+
+
+def decide_topic(rules: str | None, model: str | None, probability: float, high: float,
+                 floor: float) -> str | None:
+    """The topic rule of the module docstring: ``rules`` the keyword topic (or None),
+    ``model`` the model's best label with its ``probability``. None: the fallback."""
+    if model is not None:
+        model = MODEL_TOPIC.get(model, model)
+    if rules is not None and rules == model:
+        return rules
+    if model is not None and probability >= high:
+        return None if model == OUT_OF_SCOPE else model
+    if rules is not None:
+        return rules
+    if model is not None and probability >= floor and model != OUT_OF_SCOPE:
+        return model
+    return None
+
+
+class Understander:
+    """Built once per catalog at start-up; ``understand`` is then pure and allocation-light."""
+
+    def __init__(self, catalog: Catalog, model: Model | None = None) -> None:
+        self.catalog = catalog
+        self.tables = tables = KeywordTables(catalog)
+        self.model = model if model is not None else Model.load()
+        self.languages = tables.languages
+        self.stemmers = tables.stemmers
+        self.vocabulary = tables.vocabulary
+        self.crisis = tables.crisis
+        self.phrases = tables.phrases
+        self.control = tables.control
+        self.feelings = {lang: {tuple(self.stemmers[lang](w) for w in tokenize(phrase))
+                                for phrase in catalog.word_file("feelings", lang)} - {()}
+                         for lang in self.languages}
+        self.feeling_longest = max((len(p) for table in self.feelings.values() for p in table), default=0)
+        for lang in tables.without_crisis:
+            # Still screened by every other language's phrases and by the model: say so, once.
+            from .. import logs
+
+            logs.event("language_without_crisis_phrases", logging.WARNING, lang=lang,
+                       reason="screened by the other languages' crisis phrases and the model only")
+
+    # -- stage 2: typos ------------------------------------------------------------------------
+
+    def _corrected(self, tokens: list[str]) -> list[str]:
+        return [self._correct(token) for token in tokens]
+
+    def _correct(self, token: str) -> str:
+        tables = self.tables
+        if token in tables.vocabulary or emoji_label(token):
+            return token
+        # Another form of a known word ("spreading") is not a typo: its stem will match.
+        for lang in self.languages:
+            if self.stemmers[lang](token) in tables.known_stems[lang]:
+                return token
+        nearest = tables.typos.nearest(token)
+        if len(nearest) > 1:
+            # A keyword's word is the likelier meaning than an everyday word as near ("uesos":
+            # huesos, not usos).
+            nearest = {word for word in nearest if word in tables.keyword_words} or nearest
+        if len(nearest) == 1:
+            return nearest.pop()
+        # Equally near words are one correction only when they are forms of one word
+        # ("survive", "survival"); "altp" is as near ALTO (stop) as ALTA (start), and a guess
+        # could opt a patient back in.
+        for lang in self.languages:
+            if nearest and len({self.stemmers[lang](word) for word in nearest}) == 1:
+                return min(nearest)
+        return token
+
+    # -- stage 6: language ---------------------------------------------------------------------
+
+    def _letter_hint(self, text: str) -> str | None:
+        """The one language whose keywords use the message's accented letters (á, ñ, ã...)."""
+        langs: set[str] = set()
+        letters = self.tables.letters
+        for ch in text.casefold():
+            if ch in letters:
+                langs |= letters[ch]
+        return next(iter(langs)) if len(langs) == 1 else None
+
+    def language(self, words: list[str]) -> str | None:
+        """The one language with the most of the message's words, or None when none leads."""
+        counts: dict[str, int] = defaultdict(int)
+        known_stems = self.tables.known_stems
+        for word in words:
+            if word.isdigit():  # a number tells no language, whichever keyword holds it ("fever + 101")
+                continue
+            langs = self.vocabulary.get(word)
+            if langs is None:  # another form of a keyword ("holaa", "curarse") still tells
+                langs = {code for code in self.languages if self.stemmers[code](word) in known_stems[code]}
+            for lang in langs:
+                counts[lang] += 1
+        if not counts:
+            return None
+        ranked = sorted(counts.values(), reverse=True)
+        if len(ranked) > 1 and ranked[0] == ranked[1]:
+            return None
+        return max(counts, key=counts.__getitem__)
+
+    # -- the stages together -------------------------------------------------------------------
+
+    def understand(self, text: str) -> Understanding:
+        plain = normalise(text[:MAX_CRISIS_TOKENS * 40])
+        every = plain.split()[:MAX_CRISIS_TOKENS]
+        tokens = every[:MAX_TOKENS]
+        words = self._corrected(tokens)
+        # The words as typed tell the language best: a typo corrected to a near word of the
+        # other language ("comer" -> "come") must not flip it.
+        lang = self.language(tokens) or self.language(words) or self._letter_hint(text)
+        if not words:
+            return Understanding(Understood.EMPTY, None, lang)
+        scores = self.model.score(text, plain)
+
+        # Stage 3, crisis. Crisis words are looked for in the whole message, however long: the
+        # end of a long message may be the part that matters most. Past MAX_TOKENS, words are
+        # not corrected.
+        whole = words + every[MAX_TOKENS:]
+        stems = {code: [self.stemmers[code](word) for word in whole] for code in self.languages}
+        keyword, calm = self.crisis_rule(whole, every, stems)
+        if keyword is not None:
+            return Understanding(Understood.CRISIS, "crisis", lang or keyword.lang, keyword.lang)
+
+        # Stage 4, commands. They count only as typed: a corrected typo could unsubscribe
+        # ("quilt" -> quit, "pasta" -> basta) or opt someone back in ("altp" -> alta). A message
+        # that is exactly a command ("stop please", "HELP") is that command, as before the
+        # model: the model's crisis verdict applies to every other message.
+        tables = self.tables
+        # An emoji beside a command ("español 🙏") is not part of it.
+        tokens = [word for word in tokens if not emoji_label(word)] or tokens
+        bare = tables.without_filler(tuple(tokens))
+        command = tuple(word for i, word in enumerate(bare) if i == 0 or word != bare[i - 1])  # "STOP STOP"
+        control = self._command(command, tokens)
+        if control is not None:
+            typed = text.strip().casefold()
+            word = typed if tokens == [typed] else None
+            return Understanding(Understood.CONTROL, control.topic, lang or control.lang, control.lang, word=word)
+        if len(command) == 1 and command[0].isdigit():
+            return Understanding(Understood.NUMBER, None, lang, number=int(command[0]))
+        # A message that is a calm phrase and at most one word more ("I don't want to die",
+        # "I'm scared of dying") is fear, not a crisis: the model's verdict is set aside.
+        if scores.crisis >= self.model.crisis_threshold and calm < len(whole) - CALM_SLACK:
+            return Understanding(Understood.CRISIS, "crisis", lang)
+
+        # Stage 5, topic.
+        feeling = self.expresses_feeling(scores, stems, words)
+        labels = {label for word in words if (label := emoji_label(word))}
+        if labels and all(emoji_label(word) for word in words):
+            # Only emoji: what they say; feelings first (a 😢 with a 🙏 is not a thank-you).
+            label = FEELINGS if FEELINGS in labels else min(labels)
+            label = MODEL_TOPIC.get(label, label)
+            return Understanding(Understood.TOPIC, label, lang, feeling=feeling or label == FEELINGS)
+        found = self.keyword_topic(words, stems, lang)
+        if found and found[0].kind == TopicKind.CONTROL:
+            # A command's phrase inside a message ("can you text me in spanish"): the model has
+            # no such label, so the rules decide, as before it.
+            return Understanding(Understood.TOPIC, found[0].topic, lang, found[0].lang, feeling=feeling)
+        best = scores.topic
+        topic = decide_topic(found[0].topic if found else None, best, scores.topics[best],
+                             self.model.topic_high, self.model.topic_floor)
+        if topic is None:
+            return Understanding(Understood.NOTHING, None, lang, feeling=feeling)
+        keyword_lang = found[0].lang if found and found[0].topic == topic else None
+        return Understanding(Understood.TOPIC, topic, lang, keyword_lang, feeling=feeling)
+
+    def expresses_feeling(self, scores: Scores, stems: dict[str, list[str]], words: list[str]) -> bool:
+        if scores.topics.get(FEELINGS, 0.0) >= self.model.feeling_bar:
+            return True
+        if any(emoji_label(word) == FEELINGS for word in words):
+            return True
+        longest = self.feeling_longest
+        for code, table in self.feelings.items():
+            if not table:
+                continue
+            found = stems[code][: len(words)]
+            for start in range(len(found)):
+                for length in range(1, min(longest, len(found) - start) + 1):
+                    if tuple(found[start : start + length]) in table:
+                        return True
+        return False
+
+    # -- stage 3: the crisis rules -------------------------------------------------------------
+
+    def crisis_by_rules(self, text: str) -> Keyword | None:
+        """The crisis rule that fires on ``text``, if any (stage 3 without the model)."""
+        every = tokenize(text)[:MAX_CRISIS_TOKENS]
+        whole = self._corrected(every[:MAX_TOKENS]) + every[MAX_TOKENS:]
+        stems = {code: [self.stemmers[code](word) for word in whole] for code in self.languages}
+        return self.crisis_rule(whole, every, stems)[0]
+
+    def rules_reading(self, text: str) -> tuple[bool, bool, str | None]:
+        """The rules alone, for training and evaluation: (a crisis phrase fired, a command or
+        menu number, the keyword rules' topic)."""
+        plain = normalise(text[:MAX_CRISIS_TOKENS * 40])
+        every = plain.split()[:MAX_CRISIS_TOKENS]
+        tokens = every[:MAX_TOKENS]
+        words = self._corrected(tokens)
+        whole = words + every[MAX_TOKENS:]
+        stems = {code: [self.stemmers[code](word) for word in whole] for code in self.languages}
+        crisis = self.crisis_rule(whole, every, stems)[0] is not None
+        bare = self.tables.without_filler(tuple(tokens))
+        command = tuple(word for i, word in enumerate(bare) if i == 0 or word != bare[i - 1])
+        is_command = bool(tokens) and (self._command(command, tokens) is not None
+                                       or (len(command) == 1 and command[0].isdigit()))
+        found = self.keyword_topic(words, stems, self.language(tokens)) if words else None
+        return crisis, is_command, found[0].topic if found else None
+
+    def crisis_rule(self, words: list[str], typed: list[str], stems: dict[str, list[str]]
+                    ) -> tuple[Keyword | None, int]:
+        """The first crisis rule any language's phrases find in the message (or None), and the
+        most words one language's calm phrases hold."""
+        most = 0
+        for code in self.languages:
+            keyword, calm = self._crisis(code, words, typed, stems[code])
+            if keyword is not None:
+                return keyword, calm
+            most = max(most, calm)
+        return None, most
+
+    def _crisis(self, code: str, words: list[str], typed: list[str], stems: list[str]) -> tuple[Keyword | None, int]:
+        """The first crisis keyword of ``words`` in one language: a phrase by stems, or a
+        single word as typed (or corrected without changing its first letter: "sucide" is
+        suicide, but "painted" is not fainted), or parts that stand anywhere ("fever + chemo"),
+        except where a calm phrase holds the words. ``stems`` are the words' stems in ``code``."""
+        calm: set[int] = set()
+        for keyword, length, position in scan(stems, self.tables.crisis[code]):
+            if keyword.topic != NOT_CRISIS:
+                return keyword, len(calm)
+            calm.update(range(position, position + length))
+        single = self.tables.crisis_words[code]
+        for position, (word, as_typed) in enumerate(zip(words, typed)):
+            if word in single and position not in calm and (word == as_typed or word[0] == as_typed[:1]):
+                return single[word], len(calm)
+        together = self.tables.crisis_together[code]
+        # Only the rules filed under a word of this message can match: usually none.
+        candidates = [rule for word in set(stems) for rule in together.get(word, ())]
+        if candidates:
+            # Where each stem stands, outside calm phrases ("if I get a fever" is a question).
+            where: dict[str, list[int]] = defaultdict(list)
+            for position, word in enumerate(stems):
+                if position not in calm:
+                    where[word].append(position)
+            for parts, keyword in candidates:
+                if all(self._stands(part, stems, where) for part in parts):
+                    return keyword, len(calm)
+        return None, len(calm)
+
+    @staticmethod
+    def _stands(part: tuple[str, ...], stems: list[str], where: dict[str, list[int]]) -> bool:
+        return any(tuple(stems[start : start + len(part)]) == part for start in where.get(part[0], ()))
+
+    # -- stage 4: commands ---------------------------------------------------------------------
+
+    def _command(self, core: tuple[str, ...], typed: list[str]) -> Keyword | None:
+        # The first command filed under these words wins; `translations check` reports clashes.
+        present = set(typed)
+        return next((entry for needs, entry in self.control.get(core, ()) if needs <= present), None)
+
+    # -- stage 5: the keyword rules' topic -----------------------------------------------------
+
+    def keyword_topic(self, words: list[str], stems: dict[str, list[str]], lang: str | None) -> tuple[Keyword, int] | None:
+        """The keyword rules' best topic (its first keyword, and where it stood), or None."""
+        # Each language reads the message with its own stems; a topic keeps its best reading.
+        scores: dict[str, float] = {}
+        first: dict[str, tuple[Keyword, int]] = {}  # its first keyword, and where it stood
+        phrases: dict[str, int] = {}  # how many of its keywords the best reading found
+        covered: dict[str, int] = {}  # how many of the message's words that reading explained
+        for code in self.languages:
+            hits = scan(stems[code][: len(words)], self.phrases[code])
+            reading: dict[str, float] = defaultdict(float)
+            found: dict[str, tuple[Keyword, int]] = {}
+            for keyword, length, position in hits:
+                # A longer phrase is more specific, but two words are not twice the evidence.
+                reading[keyword.topic] += math.sqrt(length) * keyword.weight
+                found.setdefault(keyword.topic, (keyword, position))
+            for topic, score in reading.items():
+                if score > scores.get(topic, 0.0) or (score == scores[topic] and found[topic][0].lang == lang):
+                    scores[topic], first[topic] = score, found[topic]
+                    phrases[topic] = sum(1 for keyword, _, _ in hits if keyword.topic == topic)
+                    covered[topic] = sum(length for _, length, _ in hits)
+        if not scores:
+            return None
+
+        def rank(topic: str) -> tuple[bool, float, float, int, int]:
+            keyword, position = first[topic]
+            # Words that only name the disease ("stage 4", "cáncer de mama") never outweigh
+            # the words of a question about it, however many of them there are; on a tie,
+            # what a patient asks first is what they came for.
+            return keyword.weight >= 1, scores[topic], keyword.weight, -position, -keyword.order
+
+        best = max(scores, key=rank)
+        keyword = first[best][0]
+        unexplained = len(words) - covered[best]
+        if keyword.kind == TopicKind.CONTENT and keyword.weight < 1 and phrases[best] == 1 and unexplained >= UNEXPLAINED:
+            # A message that names the disease once among many words we have no keyword for
+            # asks about something else ("can I keep my job with stage 4?"): the helpline's.
+            return None
+        return first[best]
+
+
+__all__ = ["MAX_TOKENS", "Understander", "Understanding", "Understood", "PhraseTable", "decide_topic"]
