@@ -202,6 +202,31 @@ def test_the_topic_rule_is_as_written_in_the_readme():
     assert decide_topic(None, "spread", 0.2, 0.8, 0.3) is None  # below the floor
     assert decide_topic(None, "greeting", 0.5, 0.8, 0.3) == "menu"
     assert decide_topic("menu", "greeting", 0.1, 0.8, 0.3) == "menu"
+    # The model's feelings never replace a keyword topic ("me siento sola": support).
+    assert decide_topic("support", "feelings", 0.9, 0.8, 0.3) == "support"
+    assert decide_topic(None, "feelings", 0.5, 0.8, 0.3) == "feelings"
+
+
+class WordModel:
+    """A stand-in for the model: a crisis whenever the scored text has the word ``emergency``."""
+
+    crisis_threshold, topic_high, topic_floor, feeling_bar = 0.5, 0.8, 0.3, 1.01
+
+    def score(self, text, plain=None):
+        from mbcsms.understanding.model import Scores
+
+        words = (plain if plain is not None else normalise(text)).split()
+        return Scores(0.9 if "emergency" in words else 0.0, {"out_of_scope": 1.0})
+
+
+def test_where_a_calm_phrase_stands_the_model_must_also_fire_on_the_words_outside_it(catalog):
+    understander = Understander(catalog, WordModel())
+    # "emergency room" is calm: outside it, "does my insurance cover the" is not a crisis.
+    assert understander.understand("does my insurance cover the emergency room").kind != Understood.CRISIS
+    # The model still fires on its words outside the calm phrase.
+    assert understander.understand("emergency room said go home but this is an emergency").kind == Understood.CRISIS
+    # With no calm phrase the model's verdict stands as before.
+    assert understander.understand("my emergency bag is packed").kind == Understood.CRISIS
 
 
 def test_emoji_are_read_as_words_from_the_emoji_file():

@@ -44,7 +44,8 @@ def train(locales: Path | None, out: Path | None) -> None:
     from .train import OperatingPoints
 
     _report(oof, OperatingPoints(float(meta["crisis_threshold"]), float(meta["topic_floor"]),  # type: ignore[arg-type]
-                                 float(meta["topic_high"]), float(meta["feeling_bar"])))  # type: ignore[arg-type]
+                                 float(meta["topic_high"]), float(meta["feeling_bar"]),  # type: ignore[arg-type]
+                                 dict(meta["oof_recall"])))  # type: ignore[call-overload]
     click.echo(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB): {meta['examples']} examples, "
                f"{len(fitted.keys)} features, crisis_threshold {meta['crisis_threshold']}, "
                f"topic_floor {meta['topic_floor']}, topic_high {meta['topic_high']}, "
@@ -93,12 +94,13 @@ def _report(oof, points) -> None:  # oof: train.OutOfFold, points: train.Operati
     fresh: those sets are marked * and their combined figures flatter the rules)."""
     from ..understanding import decide_topic
     from .evaluate import report, tallies
-    from .train import RuleReadings, model_topic, rules_fresh
+    from .train import MAX_FALSE_ALARMS, MIN_RECALL, MIN_RECALL_LANG, RuleReadings, model_crisis_scores, model_topic, rules_fresh
 
     rules = RuleReadings.of(oof.examples)
+    scores = model_crisis_scores(oof, rules)
     rows = []
     for i, e in enumerate(oof.examples):
-        by_model = bool(oof.crisis[i] >= points.crisis_threshold) and not (rules.command[i] and not rules.crisis[i])
+        by_model = bool(scores[i] >= points.crisis_threshold)
         flagged = bool(rules.crisis[i]) or by_model
         topic = decide_topic(rules.topic[i], oof.topic[i], float(oof.topic_confidence[i]),
                              points.topic_high, points.topic_floor)
@@ -111,6 +113,15 @@ def _report(oof, points) -> None:  # oof: train.OutOfFold, points: train.Operati
     seed = {e.set for e in oof.examples if not rules_fresh(e.set)}
     click.echo("\n".join(f"{line} *" if line.split()[:1] and line.split()[0] in seed else line for line in lines))
     click.echo("  * seed set the phrase lists were written from")
+    click.echo(f"crisis threshold rule: the lowest threshold at which rules OR model raise out-of-fold false "
+               f"alarms on at most {MAX_FALSE_ALARMS:.0%} of ordinary messages, overall and in each language "
+               f"(the most recall within the false-alarm bar)")
+    recall = ", ".join(f"{lang} {100 * value:.1f}%" for lang, value in points.recall.items())
+    short = [lang for lang, value in points.recall.items()
+             if value < (MIN_RECALL if lang == "all" else MIN_RECALL_LANG)]
+    click.echo(f"  out-of-fold recall there (rules counted on fresh sets only): {recall}"
+               + (f"; BELOW the {MIN_RECALL:.0%} overall / {MIN_RECALL_LANG:.0%} per-language goal: {', '.join(short)}"
+                  if short else f"; meets the {MIN_RECALL:.0%} overall / {MIN_RECALL_LANG:.0%} per-language goal"))
     click.echo(f"operating points (chosen on these out-of-fold scores): crisis_threshold "
                f"{points.crisis_threshold:.4f}, topic_floor {points.topic_floor}, topic_high "
                f"{points.topic_high}, feeling_bar {points.feeling_bar}")

@@ -8,9 +8,10 @@ The stages, in the order ``Understander.understand`` runs them:
    probability at or above its threshold (:mod:`.model`, chosen by ``mbcsms model train`` on
    out-of-fold scores). Every message is screened by every language's rules and by the model,
    whatever language it is written in; the model's verdict is taken after stage 4, so a
-   message that is exactly a command ("stop please", "HELP") stays that command, and is set
-   aside for a message that is a calm phrase and at most one word more ("I don't want to
-   die", "I'm scared of dying": fear, not a crisis).
+   message that is exactly a command ("stop please", "HELP") stays that command; where calm
+   phrases stand, the model must reach its threshold on the words outside them too (none
+   for a message that is a calm phrase and at most one word more: "I don't want to die",
+   "I'm scared of dying" are fear, not a crisis).
 4. **commands**: STOP, START, HELP, language switches and menu numbers, as exact rules on the
    words as typed (a corrected typo must never opt someone in or out).
 5. **topic**: the keyword rules and the model's topic together (:func:`decide_topic`).
@@ -22,7 +23,8 @@ rules' topic, if any; ``high`` and ``floor`` stored with the model, chosen out o
 - a message of listed emoji only is what they say (😢 feelings, 👍 thanks);
 - a command's phrase inside a message (a language switch, help) is the rules' (the model has no
   such label);
-- ``M`` and ``K`` agree: that topic;
+- ``M`` and ``K`` agree, or ``M`` is ``feelings`` and ``K`` is found: ``K`` (the feeling is
+  still carried by ``Understanding.feeling``);
 - ``p >= high``: the model's label, also when it is ``out_of_scope`` (the fallback with the
   helpline): a topic's keyword inside a question the sources do not cover ("Herceptin side
   effects") does not get that topic's facts;
@@ -99,7 +101,9 @@ def decide_topic(rules: str | None, model: str | None, probability: float, high:
     ``model`` the model's best label with its ``probability``. None: the fallback."""
     if model is not None:
         model = MODEL_TOPIC.get(model, model)
-    if rules is not None and rules == model:
+    if rules is not None and (rules == model or model == FEELINGS):
+        # The model's feelings do not replace the keyword rules' topic: "me siento sola" gets
+        # the support answer, and ``Understanding.feeling`` still says it expresses feelings.
         return rules
     if model is not None and probability >= high:
         return None if model == OUT_OF_SCOPE else model
@@ -231,9 +235,12 @@ class Understander:
             return Understanding(Understood.CONTROL, control.topic, lang or control.lang, control.lang, word=word)
         if len(command) == 1 and command[0].isdigit():
             return Understanding(Understood.NUMBER, None, lang, number=int(command[0]))
-        # A message that is a calm phrase and at most one word more ("I don't want to die",
-        # "I'm scared of dying") is fear, not a crisis: the model's verdict is set aside.
-        if scores.crisis >= self.model.crisis_threshold and calm < len(whole) - CALM_SLACK:
+        # The model's verdict, where calm phrases stand, is on the words outside them: a
+        # message that is a calm phrase and at most one word more ("I don't want to die", "I'm
+        # scared of dying") is fear, not a crisis; "does my insurance cover the emergency room"
+        # is read as "does my insurance cover the", while "i dont want to die from cancer, i'd
+        # rather do it myself" still is a crisis by its words outside the calm phrase.
+        if scores.crisis >= self.model.crisis_threshold and self._crisis_outside_calm(every, calm):
             return Understanding(Understood.CRISIS, "crisis", lang)
 
         # Stage 5, topic.
@@ -256,6 +263,21 @@ class Understander:
             return Understanding(Understood.NOTHING, None, lang, feeling=feeling)
         keyword_lang = found[0].lang if found and found[0].topic == topic else None
         return Understanding(Understood.TOPIC, topic, lang, keyword_lang, feeling=feeling)
+
+    def _crisis_outside_calm(self, every: list[str], calm: frozenset[int]) -> bool:
+        """The model's crisis verdict on the words outside calm phrases (the message scored
+        above the threshold as a whole)."""
+        if not calm:
+            return True
+        outside = self.outside_calm(every, calm)
+        return outside is not None and self.model.score(outside, outside).crisis >= self.model.crisis_threshold
+
+    @staticmethod
+    def outside_calm(every: list[str], calm: frozenset[int]) -> str | None:
+        """The message's words outside its calm phrases, or None when at most ``CALM_SLACK``
+        words are left (the message is a calm phrase: the model's verdict is set aside)."""
+        outside = [word for position, word in enumerate(every) if position not in calm]
+        return " ".join(outside) if len(outside) > CALM_SLACK else None
 
     def expresses_feeling(self, scores: Scores, stems: dict[str, list[str]], words: list[str]) -> bool:
         if scores.topics.get(FEELINGS, 0.0) >= self.model.feeling_bar:
@@ -285,33 +307,41 @@ class Understander:
     def rules_reading(self, text: str) -> tuple[bool, bool, str | None]:
         """The rules alone, for training and evaluation: (a crisis phrase fired, a command or
         menu number, the keyword rules' topic)."""
+        return self.rules_reading_calm(text)[:3]  # type: ignore[return-value]
+
+    def rules_reading_calm(self, text: str) -> tuple[bool, bool, str | None, bool, str | None]:
+        """``rules_reading`` and, for the model's verdict: whether calm phrases stand in the
+        message, and its words outside them (``outside_calm``)."""
         plain = normalise(text[:MAX_CRISIS_TOKENS * 40])
         every = plain.split()[:MAX_CRISIS_TOKENS]
         tokens = every[:MAX_TOKENS]
         words = self._corrected(tokens)
         whole = words + every[MAX_TOKENS:]
         stems = {code: [self.stemmers[code](word) for word in whole] for code in self.languages}
-        crisis = self.crisis_rule(whole, every, stems)[0] is not None
+        keyword, calm = self.crisis_rule(whole, every, stems)
+        crisis = keyword is not None
         bare = self.tables.without_filler(tuple(tokens))
         command = tuple(word for i, word in enumerate(bare) if i == 0 or word != bare[i - 1])
         is_command = bool(tokens) and (self._command(command, tokens) is not None
                                        or (len(command) == 1 and command[0].isdigit()))
         found = self.keyword_topic(words, stems, self.language(tokens)) if words else None
-        return crisis, is_command, found[0].topic if found else None
+        return (crisis, is_command, found[0].topic if found else None, bool(calm),
+                self.outside_calm(every, calm) if calm else None)
 
     def crisis_rule(self, words: list[str], typed: list[str], stems: dict[str, list[str]]
-                    ) -> tuple[Keyword | None, int]:
+                    ) -> tuple[Keyword | None, frozenset[int]]:
         """The first crisis rule any language's phrases find in the message (or None), and the
-        most words one language's calm phrases hold."""
-        most = 0
+        positions of the words the calm phrases hold (every language's)."""
+        held: set[int] = set()
         for code in self.languages:
             keyword, calm = self._crisis(code, words, typed, stems[code])
             if keyword is not None:
-                return keyword, calm
-            most = max(most, calm)
-        return None, most
+                return keyword, frozenset(calm)
+            held |= calm
+        return None, frozenset(held)
 
-    def _crisis(self, code: str, words: list[str], typed: list[str], stems: list[str]) -> tuple[Keyword | None, int]:
+    def _crisis(self, code: str, words: list[str], typed: list[str], stems: list[str]
+                ) -> tuple[Keyword | None, set[int]]:
         """The first crisis keyword of ``words`` in one language: a phrase by stems, or a
         single word as typed (or corrected without changing its first letter: "sucide" is
         suicide, but "painted" is not fainted), or parts that stand anywhere ("fever + chemo"),
@@ -319,12 +349,12 @@ class Understander:
         calm: set[int] = set()
         for keyword, length, position in scan(stems, self.tables.crisis[code]):
             if keyword.topic != NOT_CRISIS:
-                return keyword, len(calm)
+                return keyword, calm
             calm.update(range(position, position + length))
         single = self.tables.crisis_words[code]
         for position, (word, as_typed) in enumerate(zip(words, typed)):
             if word in single and position not in calm and (word == as_typed or word[0] == as_typed[:1]):
-                return single[word], len(calm)
+                return single[word], calm
         together = self.tables.crisis_together[code]
         # Only the rules filed under a word of this message can match: usually none.
         candidates = [rule for word in set(stems) for rule in together.get(word, ())]
@@ -336,8 +366,8 @@ class Understander:
                     where[word].append(position)
             for parts, keyword in candidates:
                 if all(self._stands(part, stems, where) for part in parts):
-                    return keyword, len(calm)
-        return None, len(calm)
+                    return keyword, calm
+        return None, calm
 
     @staticmethod
     def _stands(part: tuple[str, ...], stems: list[str], where: dict[str, list[int]]) -> bool:
