@@ -72,7 +72,9 @@ def twiml_messages(response: TestResponse) -> list[str]:
     assert root.tag == "Response"
     assert all(child.tag == "Message" for child in root)
     bodies = [element.text or "" for element in root.iter("Message")]
-    assert len(bodies) <= 1
+    # Issue 12: a feelings reply is the kind line, the support answer and the helpline answer,
+    # as up to three messages where one would pass its segment budget (Spanish); never more.
+    assert len(bodies) <= 3
     assert all(0 < len(body) <= MAX_REPLY for body in bodies)
     return bodies
 

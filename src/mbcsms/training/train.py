@@ -55,7 +55,7 @@ TOPIC_C = 20.0
 # MAX_FALSE_ALARMS, overall and in each language (the issue's bar for fresh sets: recall >= 97%
 # overall and 95% in each language at false alarms <= 8%). MIN_RECALL / MIN_RECALL_LANG are
 # only reported against.
-MAX_FALSE_ALARMS = 0.08
+MAX_FALSE_ALARMS = 0.07  # a point under the 8% goal: fresh writers ran above the out-of-fold figure
 MIN_RECALL = 0.97
 MIN_RECALL_LANG = 0.95
 # Bumped when the out-of-fold pass computes something new, so a cached pass is not reused.
@@ -293,10 +293,18 @@ def recall_at(threshold: float, scores: np.ndarray, is_crisis: np.ndarray, by_ru
 
 def model_crisis_scores(oof: OutOfFold, rules: RuleReadings) -> np.ndarray:
     """The model's crisis scores as the understander uses them: 0 on a message that is exactly a
-    command; where calm phrases stand, the lower of the whole message's and the words'
+    command, or that the topic model is sure is an ordinary question (``TOPIC_VETO``); where calm phrases stand, the lower of the whole message's and the words'
     outside them (both must reach the threshold)."""
-    scores = oof.crisis if oof.crisis_outside is None else np.minimum(oof.crisis, oof.crisis_outside)
-    return np.where(np.array(rules.command) & ~rules.crisis, 0.0, scores)
+    from ..understanding.understander import CALM_BAR, TOPIC_VETO, VETO_BELOW
+
+    scores = oof.crisis
+    if oof.crisis_outside is not None:
+        # Where calm phrases stand, the words outside them must reach CALM_BAR as well.
+        calm = oof.crisis_outside != oof.crisis
+        outside = np.where(calm & (oof.crisis_outside < CALM_BAR), 0.0, oof.crisis_outside)
+        scores = np.minimum(scores, outside)
+    vetoed = (np.asarray(oof.topic_confidence) >= TOPIC_VETO) & (oof.crisis < VETO_BELOW)
+    return np.where((np.array(rules.command) & ~rules.crisis) | vetoed, 0.0, scores)
 
 
 def model_topic(label: str) -> str | None:

@@ -29,6 +29,8 @@ EMOJI_LABELS = frozenset({"thanks", "ack", "goodbye", "greeting", "feelings"})
 _APOSTROPHES = re.compile(r"['’‘`´]")
 _NOT_WORD = re.compile(r"[^a-z0-9]+")
 _LETTER_DIGIT = re.compile(r"(?<=[a-z])(?=[0-9])|(?<=[0-9])(?=[a-z])")
+# "5 kms" is a distance; "kms" alone is texting slang for "kill myself".
+_DISTANCE = re.compile(r"\b([0-9]+) kms?\b")
 
 
 class EmojiError(ValueError):
@@ -86,7 +88,7 @@ def normalise(text: str) -> str:
     plain = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
     plain = _APOSTROPHES.sub("", plain)
     plain = _NOT_WORD.sub(" ", plain)
-    return _LETTER_DIGIT.sub(" ", plain).strip()
+    return _DISTANCE.sub(r"\1 kilometers", _LETTER_DIGIT.sub(" ", plain)).strip()
 
 
 def tokenize(text: str) -> list[str]:
