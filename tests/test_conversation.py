@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -361,7 +361,8 @@ EVERYDAY_NOT_CRISIS = [
 
 @pytest.mark.parametrize("text", [
     "i have a fever of 101 and im on chemo", "my mom's fever is 104", "fever and chills on chemo",
-    "tengo fiebre de 39 y estoy en quimio", "mi mama tiene fiebre y le dieron quimio ayer", "tengo fever and im on chemo",
+    "tengo fiebre de 39 y estoy en quimio", "mi mama tiene fiebre y le dieron quimio ayer",
+    "tengo fever and im on chemo",
 ])
 def test_a_fever_during_chemo_is_a_crisis(conversation, text):
     # A crisis keyword of parts that may stand anywhere: "fever + chemo".
@@ -453,9 +454,13 @@ def test_a_picture_from_an_opted_out_sender_gets_nothing(conversation, stop, lan
         assert answer.body is None and answer.messages == (), message
 
 
-@pytest.mark.parametrize(("word", "lang", "part"), [("START", "en", "Welcome to MBC Text Line"), ("YES", "en", "Welcome to MBC Text Line"),
-                                                    ("ALTA", "es", "Línea de texto MBC"), ("comenzar", "es", "Línea de texto MBC")])
-def test_an_opt_in_word_from_someone_who_never_opted_out_gets_the_first_welcome(conversation, catalog, word, lang, part):
+@pytest.mark.parametrize(("word", "lang", "part"), [
+    ("START", "en", "Welcome to MBC Text Line"), ("YES", "en", "Welcome to MBC Text Line"),
+    ("ALTA", "es", "Línea de texto MBC"), ("comenzar", "es", "Línea de texto MBC"),
+])
+def test_an_opt_in_word_from_someone_who_never_opted_out_gets_the_first_welcome(
+    conversation, catalog, word, lang, part
+):
     answer, state = conversation.reply_to(word, SenderState(), NOW)
     assert answer.topic == "start" and answer.lang == lang and answer.record == "start=welcome"
     assert answer.body == catalog.render("welcome", lang) and part in answer.body
@@ -475,7 +480,9 @@ def test_welcome_back_only_after_an_opt_out(conversation, catalog, stop, start, 
     assert again.body == catalog.render("welcome", lang)
 
 
-@pytest.mark.parametrize(("word", "lang"), [("STOP", "en"), ("stop", "en"), ("UNSUBSCRIBE", "en"), ("PARAR", "es"), ("BAJA", "es")])
+@pytest.mark.parametrize(("word", "lang"), [
+    ("STOP", "en"), ("stop", "en"), ("UNSUBSCRIBE", "en"), ("PARAR", "es"), ("BAJA", "es"),
+])
 def test_a_whatsapp_opt_out_always_gets_our_confirmation(conversation, catalog, word, lang):
     answer, state = conversation.reply_to(Message(word, WHATSAPP), SenderState(), NOW)
     assert answer.topic == "stop" and answer.lang == lang and state.opted_out
@@ -530,7 +537,7 @@ def test_feelings_get_a_kind_line_then_support_then_the_helpline_each_message_wi
     assert answer.topic == "feelings" and answer.lang == lang and state.window_count == 1
     whole = "\n".join(answer.messages)
     kind, support = catalog.render("feelings", lang), catalog.render("support", lang)
-    helpline = catalog.render("helpline", lang, hours_key(datetime.fromtimestamp(now, timezone.utc)))
+    helpline = catalog.render("helpline", lang, hours_key(datetime.fromtimestamp(now, UTC)))
     assert whole == "\n".join([kind, support, helpline])  # in this order, nothing left out
     assert whole.index(kind) < whole.index(support) < whole.index(helpline)
     for message in answer.messages:

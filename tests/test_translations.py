@@ -34,8 +34,8 @@ from mbcsms.catalog import (
 )
 from mbcsms.cli import main
 from mbcsms.conversation import Conversation, SenderState
-from mbcsms.sms import count_segments
 from mbcsms.helpline_hours import HOURS_KEYS
+from mbcsms.sms import count_segments
 from mbcsms.translations import update
 from mbcsms.translations.check import check
 from mbcsms.understanding.keywords import KeywordTables
@@ -645,12 +645,12 @@ def test_preview_shows_every_reply_in_every_language(tmp_path: Path) -> None:
         assert row is not None, topic.id
         cells = row.group(1).split("<td")[1:]
         assert len(cells) == len(catalog.languages)
-        for lang, cell in zip(catalog.languages, cells):
+        for lang, cell in zip(catalog.languages, cells, strict=True):
             budget = 3 if topic.id == "crisis" else topic.budget
             # A reply with {hours} is shown with both lines: open, and closed (the longest).
             with_hours = catalog.needs_hours(topic.id, lang)
 
-            def as_sent(key: str | None) -> str:
+            def as_sent(key: str | None, topic=topic, lang=lang) -> str:
                 if topic.id == "hours_closed":  # {opens} filled: its longest form is shown
                     return catalog.hours_line(lang, key or "closed:wednesday")
                 return catalog.render(topic.id, lang, key)

@@ -155,7 +155,8 @@ def source_entries(source: SourceContent) -> Iterator[Entry]:
 
 
 def keyword_names(source: SourceContent) -> list[str]:
-    """Every keyword file name a language may have: the listening topics' ids, then the word lists."""
+    """Every keyword file name a language may have: the listening topics' ids, then the word
+    lists."""
     return [topic.id for topic in source.topics if topic.kind in LISTENING] + list(WORD_LISTS)
 
 

@@ -237,7 +237,7 @@ class Conversation:
             reply = self.render(topic + AS + FEELINGS_QUESTION + PARTS + topic, lang, now=now)
         elif understanding.kind in (Understood.CONTROL, Understood.TOPIC):
             known = topic is not None and self.catalog.has_topic(topic)
-            reply = self.render(topic if known else "fallback", lang, now=now)
+            reply = self.render(topic if known and topic is not None else "fallback", lang, now=now)
         elif understanding.kind == Understood.EMPTY:
             reply = self.render("menu", lang, now=now)  # an empty body, or only punctuation
         else:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:
-    from .train import OutOfFold
+    from .train import OperatingPoints, OutOfFold
 
 
 @click.group()
@@ -87,14 +87,22 @@ def evaluate(locales: Path | None, new_sets: tuple[Path, ...], model_path: Path 
     _report(oof, operating_points(oof))
 
 
-def _report(oof, points) -> None:  # oof: train.OutOfFold, points: train.OperatingPoints
+def _report(oof: OutOfFold, points: OperatingPoints) -> None:
     """Out-of-fold figures of the decision rule as the bot runs it: crisis = a phrase rule OR the
     model at its threshold; topic = decide_topic of the rules' and the model's topic. The model
     alone is shown beside it (a phrase rule's catch on a seed set it was written from is not
     fresh: those sets are marked * and their combined figures flatter the rules)."""
     from ..understanding import decide_topic
     from .evaluate import report, tallies
-    from .train import MAX_FALSE_ALARMS, MIN_RECALL, MIN_RECALL_LANG, RuleReadings, model_crisis_scores, model_topic, rules_fresh
+    from .train import (
+        MAX_FALSE_ALARMS,
+        MIN_RECALL,
+        MIN_RECALL_LANG,
+        RuleReadings,
+        model_crisis_scores,
+        model_topic,
+        rules_fresh,
+    )
 
     rules = RuleReadings.of(oof.examples)
     scores = model_crisis_scores(oof, rules)
@@ -105,7 +113,8 @@ def _report(oof, points) -> None:  # oof: train.OutOfFold, points: train.Operati
         topic = decide_topic(rules.topic[i], oof.topic[i], float(oof.topic_confidence[i]),
                              points.topic_high, points.topic_floor)
         # Tallies compare with the example's label: the bot's None is the fallback.
-        label = e.topic if e.topic and model_topic(e.topic) == topic else ("out_of_scope" if topic is None else topic)
+        label = (e.topic if e.topic and model_topic(e.topic) == topic
+                 else ("out_of_scope" if topic is None else topic))
         rows.append((e, flagged, label, {"model alone": by_model}))
     click.echo("leave one set out (each set scored by models trained on the others), "
                "rules OR model; topic by the decision rule:")

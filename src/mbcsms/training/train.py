@@ -21,9 +21,10 @@
   false alarms. The phrase lists were written from the seed sets (converted from tests/data:
   ``crisis_*`` and ``*_messages``), so they would look better there than on a fresh set: the
   rules' part of recall is measured on the other sets only (``rules_fresh``); their false
-  alarms count everywhere (they are the bot's false alarms wherever they fire). ``topic_floor`` and ``topic_high`` are the pair that gets the most topics
-  right under the topic rule, on the same fresh sets; ``feeling_bar`` the ``feelings``
-  probability with the best F1 for the ``feelings`` label, out of fold on every set.
+  alarms count everywhere (they are the bot's false alarms wherever they fire). ``topic_floor``
+  and ``topic_high`` are the pair that gets the most topics right under the topic rule, on the
+  same fresh sets; ``feeling_bar`` the ``feelings`` probability with the best F1 for the
+  ``feelings`` label, out of fold on every set.
 
 Deterministic: examples in file order, lbfgs with fixed settings, one BLAS thread.
 """
@@ -32,7 +33,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import platform
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -180,7 +180,7 @@ def outside_calm_buckets(encoded: Encoded, readings: RuleReadings) -> Encoded:
     """Each example's buckets of its words outside calm phrases (its own where none stands)."""
     empty = (np.zeros(0, dtype=encoded.buckets[0][0].dtype), np.zeros(0, dtype=encoded.buckets[0][1].dtype))
     buckets = [encoded.buckets[i] if not calm else (ngram_buckets(outside, outside) if outside else empty)
-               for i, (calm, outside) in enumerate(zip(readings.calm, readings.outside))]
+               for i, (calm, outside) in enumerate(zip(readings.calm, readings.outside, strict=True))]
     return Encoded(encoded.examples, buckets)
 
 
@@ -211,7 +211,7 @@ def out_of_fold(encoded: Encoded, progress: Callable[[str], None] | None = None,
         for column, label in enumerate(fitted.topics):
             everything[held, labels.index(label)] = probabilities[:, column]
     # A message that is a calm phrase (at most CALM_SLACK words outside) is never the model's.
-    crisis_outside = np.where(np.array([c and not o for c, o in zip(readings.calm, readings.outside)]),
+    crisis_outside = np.where(np.array([c and not o for c, o in zip(readings.calm, readings.outside, strict=True)]),
                               0.0, crisis_outside)
     return OutOfFold(examples, crisis, topic, confidence, labels, everything, crisis_outside)
 
@@ -293,8 +293,9 @@ def recall_at(threshold: float, scores: np.ndarray, is_crisis: np.ndarray, by_ru
 
 def model_crisis_scores(oof: OutOfFold, rules: RuleReadings) -> np.ndarray:
     """The model's crisis scores as the understander uses them: 0 on a message that is exactly a
-    command, or that the topic model is sure is an ordinary question (``TOPIC_VETO``); where calm phrases stand, the lower of the whole message's and the words'
-    outside them (both must reach the threshold)."""
+    command, or that the topic model is sure is an ordinary question (``TOPIC_VETO``); where calm
+    phrases stand, the lower of the whole message's and the words' outside them (both must reach
+    the threshold)."""
     from ..understanding.understander import CALM_BAR, TOPIC_VETO, VETO_BELOW
 
     scores = oof.crisis
@@ -326,7 +327,7 @@ def topic_points(oof: OutOfFold, rules: RuleReadings, rows: Sequence[int]) -> tu
             if high < floor:
                 continue
             right = sum(decide_topic(rules.topic[i], oof.topic[i], float(oof.topic_confidence[i]), high, floor) == t
-                        for i, t in zip(rows, truth))
+                        for i, t in zip(rows, truth, strict=True))
             key = (right, high, -floor)
             if key > best_key:
                 best_key, best = key, (floor, high)
@@ -373,10 +374,11 @@ def cached_out_of_fold(encoded: Encoded, locales: Path | None,
     cache = os.environ.get(OOF_CACHE_ENV)
     key = (examples_hash(locales), MIN_DF, CRISIS_C, TOPIC_C, TOL, TOPIC_TOL, BITS, OOF_VERSION)
     if cache and Path(cache).is_file():
-        stored_key, oof = pickle.loads(Path(cache).read_bytes())
+        stored_key, stored = pickle.loads(Path(cache).read_bytes())
         if stored_key == key:
-            oof.examples = encoded.examples  # the same rows (the hash says so), their current objects
-            return oof
+            cached: OutOfFold = stored
+            cached.examples = encoded.examples  # the same rows (the hash says so), their current objects
+            return cached
     oof = out_of_fold(encoded, progress)
     if cache:
         Path(cache).write_bytes(pickle.dumps((key, oof)))

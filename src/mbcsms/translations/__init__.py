@@ -13,10 +13,11 @@ holds the ``mbcsms translations`` commands, thin wrappers around the rest.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
@@ -29,7 +30,6 @@ from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import denormalize, normalize, read_po, write_po
 
-from .babel_extract import extract as content_extractor
 from ..catalog import (
     CONTENT_FILE,
     DOMAIN,
@@ -44,6 +44,7 @@ from ..catalog import (
     read_catalog,
     write_word_file,
 )
+from .babel_extract import extract as content_extractor
 
 MAPPING_FILE = "babel.cfg"
 TEMPLATE_FILE = f"{DOMAIN}.pot"
@@ -87,7 +88,9 @@ def build_template(root: Path | None = None) -> PoCatalog:
             f"{mapping} not found: run the translation commands from a source checkout of mbcsms"
         )
     with mapping.open(encoding="utf-8") as handle:
-        method_map, options_map = parse_mapping_cfg(handle, filename=str(mapping))
+        method_map, options_map = parse_mapping_cfg(  # type: ignore[no-untyped-call]
+            handle, filename=str(mapping)
+        )
     template = PoCatalog(project=PROJECT, version=project_version(), fuzzy=False)
     try:
         for filename, lineno, message, comments, context in extract_from_dir(
@@ -105,7 +108,8 @@ def source_template(source_path: Path = CONTENT_FILE) -> PoCatalog:
     ``check`` measures exactly the file it is given, checkout or not."""
     template = PoCatalog(project=PROJECT, version=project_version(), fuzzy=False)
     with source_path.open("rb") as handle:
-        # The extractor keeps babel's protocol; babel's stub types it more narrowly than it calls it.
+        # The extractor keeps babel's protocol; babel's stub types it more narrowly than it calls
+        # it.
         extracted = run_extractor(content_extractor, handle)  # type: ignore[arg-type]
         for lineno, message, comments, context in extracted:
             template.add(message, None, [(str(source_path), lineno)], auto_comments=comments, context=context,
@@ -113,10 +117,12 @@ def source_template(source_path: Path = CONTENT_FILE) -> PoCatalog:
     return template
 
 
-def _flags(message: str) -> tuple[str, ...]:
+def _flags(message: str | tuple[str, ...]) -> tuple[str, ...]:
     """``python-brace-format`` on every entry with a placeholder ({helpline}), whatever Babel's
-    version detects: Poedit, Weblate and ``msgfmt --check`` then catch a broken one."""
-    return ("python-brace-format",) if PLACEHOLDER.search(message) else ()
+    version detects: Poedit, Weblate and ``msgfmt --check`` then catch a broken one. A plural
+    entry (a tuple of forms) has it if any of its forms has a placeholder."""
+    forms = (message,) if isinstance(message, str) else message
+    return ("python-brace-format",) if any(PLACEHOLDER.search(form) for form in forms) else ()
 
 
 def template_entries(template: PoCatalog) -> dict[tuple[str, str], Message]:
@@ -262,10 +268,9 @@ def _previous_from_comments(catalog: PoCatalog) -> dict[tuple[str, str], str]:
         parts = [bar[1:].strip() for bar in bars]
         if parts[0].startswith("msgid "):
             parts[0] = parts[0].removeprefix("msgid ")
-            try:
+            # An old wrapped block (ValueError, IndexError): not readable, dropped.
+            with contextlib.suppress(ValueError, IndexError):
                 found[(message.context or "", str(message.id))] = denormalize("\n".join(parts))
-            except (ValueError, IndexError):  # an old wrapped block: not readable, dropped
-                pass
     return found
 
 
@@ -319,7 +324,7 @@ def new_language(locales: Path, lang: str, root: Path | None = None) -> Path:
         language_team=f"{locale.english_name} <helpline-staff@example.org>",
         last_translator="mbcsms helpline staff",
         creation_date=template.creation_date,
-        revision_date=datetime.now(timezone.utc),
+        revision_date=datetime.now(UTC),
         fuzzy=False,
     )
     for message in template:

@@ -11,6 +11,7 @@ matches with, records while it files the keyword files."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -41,9 +42,9 @@ from ..catalog import (
 )
 from ..helpline_hours import HOURS_KEYS, OPEN, opens_text_of
 from ..sms import GSM7_BASIC, GSM7_EXTENDED, UCS2, SegmentCount, count_segments
-from . import TranslationsError, source_template, template_entries
 from ..understanding.keywords import Clash, Keyword, KeywordTables
 from ..understanding.text import tokenize
+from . import TranslationsError, source_template, template_entries
 from .readability import limit_text, measured, reading_level, within_limit
 
 # Kinds of problem, as printed by ``check`` and shown as badges by ``preview``.
@@ -78,10 +79,8 @@ class Problem:
     def location(self, relative_to: Path | None = None) -> str:
         path = self.path
         if relative_to is not None:
-            try:
+            with contextlib.suppress(ValueError):
                 path = path.resolve().relative_to(relative_to.resolve())
-            except ValueError:
-                pass
         return f"{path}:{self.line}" if self.line else str(path)
 
     def describe(self, relative_to: Path | None = None) -> str:

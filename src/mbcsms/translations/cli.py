@@ -1,8 +1,8 @@
 """``mbcsms translations``: the catalog commands helpline staff run.
 
 Thin on purpose: the work is in the rest of :mod:`mbcsms.translations`, so tests and scripts
-call the same functions. Every command prints what it did and what to do next, and any unusable file is
-reported as ``file:line: what is wrong`` instead of a traceback.
+call the same functions. Every command prints what it did and what to do next, and any unusable
+file is reported as ``file:line: what is wrong`` instead of a traceback.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ stands. A reply that says whether the helpline is open is shown with both hour l
 from __future__ import annotations
 
 import html
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from ..catalog import LISTENING, WORD_LISTS, Catalog
@@ -137,7 +137,7 @@ def preview_html(result: CheckResult, relative_to: Path | None = None) -> str:
     count, encoding and budget, and each problem ``check`` found flagged where it stands."""
     languages = result.languages
     source = result.source
-    generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     head = (
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
@@ -154,7 +154,8 @@ def preview_html(result: CheckResult, relative_to: Path | None = None) -> str:
         '<span><span class="badge ok">2 segments of 4</span> within its SMS budget</span>'
         '<span><span class="badge over">5 segments of 4</span> over budget: shorten it</span>'
         '<span><span class="badge gsm">GSM-7</span> plain letters: 160 characters, or 153 a segment</span>'
-        '<span><span class="badge ucs">UCS-2</span> a letter outside GSM-7 (á í ó ú ç ã õ ê…): 70, or 67 a segment</span>'
+        '<span><span class="badge ucs">UCS-2</span> a letter outside GSM-7 (á í ó ú ç ã õ ê…): 70, '
+        'or 67 a segment</span>'
         '<span><span class="badge ok">grade 5.1</span> reading level within its limit (English: '
         'Flesch-Kincaid grade 7 or lower; Spanish: Fernández-Huerta ease 65 or higher)</span>'
         '<span><span class="badge hours">helpline open</span> a reply that says whether the helpline '

@@ -5,8 +5,9 @@ One function, :func:`ngram_buckets`, turns a message into feature buckets, and
 (``mbcsms model train``) and the bot call exactly these functions, so the features cannot drift
 apart.
 
-- The text is normalised as the keyword matcher does it (``mbcsms.understanding.text.normalise``: case,
-  accents and punctuation gone), so "¿Qué es HER2+?" and "que es her2" are one message.
+- The text is normalised as the keyword matcher does it
+  (``mbcsms.understanding.text.normalise``: case, accents and punctuation gone), so
+  "¿Qué es HER2+?" and "que es her2" are one message.
 - Character 2- to 5-grams inside each word padded with a space either side (" me", "mor",
   "rir ": typos and word forms still share most of them), and word 1- and 2-grams.
 - Each n-gram is hashed into one of ``2**BITS`` buckets: a character n-gram is its own bytes

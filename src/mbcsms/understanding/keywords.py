@@ -69,7 +69,7 @@ class PhraseTable(dict[tuple[str, ...], Keyword]):
         super().__setitem__(phrase, keyword)
         self.longest[phrase[0]] = max(self.longest.get(phrase[0], 0), len(phrase))
 
-    def setdefault(self, phrase: tuple[str, ...], keyword: Keyword) -> Keyword:  # type: ignore[override]
+    def setdefault(self, phrase: tuple[str, ...], keyword: Keyword) -> Keyword:
         if phrase not in self:
             self[phrase] = keyword
         return self[phrase]

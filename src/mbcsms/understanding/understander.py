@@ -327,7 +327,7 @@ class Understander:
     def rules_reading(self, text: str) -> tuple[bool, bool, str | None]:
         """The rules alone, for training and evaluation: (a crisis phrase fired, a command or
         menu number, the keyword rules' topic)."""
-        return self.rules_reading_calm(text)[:3]  # type: ignore[return-value]
+        return self.rules_reading_calm(text)[:3]
 
     def rules_reading_calm(self, text: str) -> tuple[bool, bool, str | None, bool, str | None]:
         """``rules_reading`` and, for the model's verdict: whether calm phrases stand in the
@@ -372,7 +372,7 @@ class Understander:
                 return keyword, calm
             calm.update(range(position, position + length))
         single = self.tables.crisis_words[code]
-        for position, (word, as_typed) in enumerate(zip(words, typed)):
+        for position, (word, as_typed) in enumerate(zip(words, typed, strict=True)):
             if word in single and position not in calm and (word == as_typed or word[0] == as_typed[:1]):
                 return single[word], calm
         together = self.tables.crisis_together[code]
@@ -402,7 +402,8 @@ class Understander:
 
     # -- stage 5: the keyword rules' topic -----------------------------------------------------
 
-    def keyword_topic(self, words: list[str], stems: dict[str, list[str]], lang: str | None) -> tuple[Keyword, int] | None:
+    def keyword_topic(self, words: list[str], stems: dict[str, list[str]], lang: str | None
+                      ) -> tuple[Keyword, int] | None:
         """The keyword rules' best topic (its first keyword, and where it stood), or None."""
         # Each language reads the message with its own stems; a topic keeps its best reading.
         scores: dict[str, float] = {}
@@ -435,7 +436,8 @@ class Understander:
         best = max(scores, key=rank)
         keyword = first[best][0]
         unexplained = len(words) - covered[best]
-        if keyword.kind == TopicKind.CONTENT and keyword.weight < 1 and phrases[best] == 1 and unexplained >= UNEXPLAINED:
+        if (keyword.kind == TopicKind.CONTENT and keyword.weight < 1 and phrases[best] == 1
+                and unexplained >= UNEXPLAINED):
             # A message that names the disease once among many words we have no keyword for
             # asks about something else ("can I keep my job with stage 4?"): the helpline's.
             return None
