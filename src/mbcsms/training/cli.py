@@ -29,14 +29,16 @@ def _progress(message: str) -> None:
               help="Directory holding <lang>/examples/*.tsv (default: the repository's locales).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Weights file to write (default: the package's weights/model.npz).")
-def train(locales: Path | None, out: Path | None) -> None:
+@click.option("--oof-cache", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Keep the out-of-fold scores in this file and reuse them while the examples are unchanged.")
+def train(locales: Path | None, out: Path | None, oof_cache: Path | None) -> None:
     """Rebuild the weights from every examples file (deterministic on the pinned versions)."""
     from .examples import ExamplesError
     from .train import save
     from .train import train as run
 
     try:
-        fitted, meta, oof = run(locales, _progress)
+        fitted, meta, oof = run(locales, _progress, oof_cache)
     except ExamplesError as error:
         raise click.ClickException(str(error)) from None
     path = save(fitted, meta, out)
@@ -59,7 +61,10 @@ def train(locales: Path | None, out: Path | None) -> None:
               help="Instead: first contact of the shipped model with a new set's directory of <lang>.tsv files.")
 @click.option("--model", "model_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Weights to measure with --on (default: the shipped ones).")
-def evaluate(locales: Path | None, new_sets: tuple[Path, ...], model_path: Path | None) -> None:
+@click.option("--oof-cache", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Keep the out-of-fold scores in this file and reuse them while the examples are unchanged.")
+def evaluate(locales: Path | None, new_sets: tuple[Path, ...], model_path: Path | None,
+             oof_cache: Path | None) -> None:
     """Leave-one-set-out crisis recall, false alarms and topic accuracy per set and language,
     and the operating thresholds; or, with --on, the shipped model on sets it never saw."""
     from .evaluate import first_contact, read_set_dir, report
@@ -81,7 +86,7 @@ def evaluate(locales: Path | None, new_sets: tuple[Path, ...], model_path: Path 
         examples = load_examples(locales)
         click.echo(f"leave one set out: {len(examples)} examples in "
                    f"{len({e.set for e in examples})} sets", err=True)
-        oof = cached_out_of_fold(Encoded.of(examples), locales, _progress)
+        oof = cached_out_of_fold(Encoded.of(examples), locales, _progress, oof_cache)
     except ExamplesError as error:
         raise click.ClickException(str(error)) from None
     _report(oof, operating_points(oof))

@@ -62,7 +62,6 @@ MIN_RECALL_LANG = 0.95
 OOF_VERSION = 2
 # Out-of-fold scores are cached here (keyed by the examples' hash and the settings) when the
 # variable is set, so the decision points can be rechosen without refitting.
-OOF_CACHE_ENV = "MBCSMS_OOF_CACHE"
 
 
 def rules_fresh(set_name: str) -> bool:
@@ -367,21 +366,22 @@ def operating_points(oof: OutOfFold, rules: RuleReadings | None = None) -> Opera
 
 
 def cached_out_of_fold(encoded: Encoded, locales: Path | None,
-                       progress: Callable[[str], None] | None = None) -> OutOfFold:
-    import os
+                       progress: Callable[[str], None] | None = None, cache: Path | None = None) -> OutOfFold:
+    """``out_of_fold``, or the scores kept in ``cache`` by an earlier run on the same examples and
+    settings (``--oof-cache``: minutes saved when only the choice of thresholds changed; the
+    keyword files are not part of the key, so do not reuse it after editing calm phrases)."""
     import pickle
 
-    cache = os.environ.get(OOF_CACHE_ENV)
     key = (examples_hash(locales), MIN_DF, CRISIS_C, TOPIC_C, TOL, TOPIC_TOL, BITS, OOF_VERSION)
-    if cache and Path(cache).is_file():
-        stored_key, stored = pickle.loads(Path(cache).read_bytes())
+    if cache and cache.is_file():
+        stored_key, stored = pickle.loads(cache.read_bytes())
         if stored_key == key:
             cached: OutOfFold = stored
             cached.examples = encoded.examples  # the same rows (the hash says so), their current objects
             return cached
     oof = out_of_fold(encoded, progress)
     if cache:
-        Path(cache).write_bytes(pickle.dumps((key, oof)))
+        cache.write_bytes(pickle.dumps((key, oof)))
     return oof
 
 
@@ -393,13 +393,13 @@ def versions() -> dict[str, str]:
             "scikit-learn": sklearn.__version__}
 
 
-def train(locales: Path | None = None, progress: Callable[[str], None] | None = None
-          ) -> tuple[Fitted, dict[str, object], OutOfFold]:
+def train(locales: Path | None = None, progress: Callable[[str], None] | None = None,
+          oof_cache: Path | None = None) -> tuple[Fitted, dict[str, object], OutOfFold]:
     """Train on every example under ``locales``: the fitted models, their metadata and the
     out-of-fold scores the operating points were chosen on."""
     examples = load_examples(locales)
     encoded = Encoded.of(examples)
-    oof = cached_out_of_fold(encoded, locales, progress)
+    oof = cached_out_of_fold(encoded, locales, progress, oof_cache)
     points = operating_points(oof)
     if progress:
         progress("  final fit on every example")
