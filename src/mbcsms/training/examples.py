@@ -57,8 +57,11 @@ class Example:
 
 
 def repo_locales_dir() -> Path:
-    """The repository's ``locales`` directory (training runs from a checkout)."""
-    return Path(__file__).resolve().parents[3] / "locales"
+    """The ``locales`` directory the bot itself reads: the copy shipped in the package when it
+    is installed (as CI and the PaaS install it), the repository's in a source checkout."""
+    from ..catalog import default_locales_dir
+
+    return default_locales_dir()
 
 
 def example_files(locales: Path | None = None) -> list[Path]:
