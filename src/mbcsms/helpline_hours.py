@@ -73,23 +73,19 @@ def opens_text(opens: datetime, lang: str, now: datetime | None = None) -> str:
     return _phrase(days_ahead, local.weekday(), local.time(), lang)
 
 
+# How a reply says when the helpline opens: today, tomorrow, or on a weekday. Spanish has its
+# own frame; every other language gets the English one.
+_FRAMES = {
+    "en": ("today at {clock} ET", "tomorrow at {clock} ET", "{weekday} at {clock} ET"),
+    "es": ("hoy a las {clock} ET", "mañana a las {clock} ET", "el {weekday} a las {clock} ET"),
+}
+
+
 def _phrase(days_ahead: int, weekday: int, clock_at: time, lang: str) -> str:
-    spanish = lang.replace("-", "_").split("_")[0].lower() == "es"
-    locale = "es" if spanish else "en"
-    clock = _clock(clock_at, locale)
-    if spanish:
-        if days_ahead == 0:
-            return f"hoy a las {clock} ET"
-        if days_ahead == 1:
-            return f"mañana a las {clock} ET"
-        weekday_name = get_day_names("wide", locale="es")[weekday]
-        return f"el {weekday_name} a las {clock} ET"
-    if days_ahead == 0:
-        return f"today at {clock} ET"
-    if days_ahead == 1:
-        return f"tomorrow at {clock} ET"
-    weekday_name = get_day_names("wide", locale="en")[weekday]
-    return f"{weekday_name} at {clock} ET"
+    locale = "es" if lang.replace("-", "_").split("_")[0].lower() == "es" else "en"
+    today, tomorrow, other_day = _FRAMES[locale]
+    frame = today if days_ahead == 0 else tomorrow if days_ahead == 1 else other_day
+    return frame.format(clock=_clock(clock_at, locale), weekday=get_day_names("wide", locale=locale)[weekday])
 
 
 # -- the hours line of a reply, as a key ---------------------------------------------------------
