@@ -352,8 +352,6 @@ class Catalog:
         and of gettext, so no translation state can switch it off."""
         return self.keyword_lists.get(lang, {}).get(name, ())
 
-    word_file = words
-
     def keyword_path(self, lang: str, name: str) -> Path:
         return keyword_file(self.locales, lang, name)
 

@@ -141,7 +141,7 @@ class Understander:
         self.phrases = tables.phrases
         self.control = tables.control
         self.feelings = {lang: {tuple(self.stemmers[lang](w) for w in tokenize(phrase))
-                                for phrase in catalog.word_file("feelings", lang)} - {()}
+                                for phrase in catalog.words("feelings", lang)} - {()}
                          for lang in self.languages}
         self.feeling_longest = max((len(p) for table in self.feelings.values() for p in table), default=0)
         for lang in tables.without_crisis:
