@@ -84,6 +84,10 @@ class Recorded:
 
 class StateStore(Protocol):
     name: ClassVar[str]  # "sqlite" or "postgresql": for logs and error messages
+    # True when the store's own timeouts bound every wait of its calls, so a request may make
+    # them on its own thread; False when a call can hang past any client setting (a database
+    # server frozen mid-query), so the bot makes them on its store threads (bot.StoreCalls).
+    bounds_own_waits: ClassVar[bool]
 
     def exchange(
         self, sender: str, message: str | None, decide: Decide, now: float, *,

@@ -161,6 +161,9 @@ def _configurer(timeout: float) -> Callable[[psycopg.Connection[Any]], None]:
 
 class PostgresStore:
     name: ClassVar[str] = "postgresql"
+    # A server that stops answering mid-query (frozen, or a port that accepts and stays silent)
+    # holds the socket read past statement_timeout, which only the server itself enforces.
+    bounds_own_waits: ClassVar[bool] = False
 
     def __init__(
         self,

@@ -80,6 +80,8 @@ CHECKPOINT_PAGES = 10_000
 
 class SQLiteStore:
     name: ClassVar[str] = "sqlite"
+    # A local file waits only for the write lock, and _while_locked gives up at the busy timeout.
+    bounds_own_waits: ClassVar[bool] = True
 
     def __init__(self, path: str | Path, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
         self.path = str(path)
