@@ -185,6 +185,39 @@ def test_terse_explicit_crises_are_caught(understander, text):
     assert understand(understander, text).kind == Understood.CRISIS
 
 
+@pytest.mark.parametrize("text", ["call 911", "please call 911 now", "chest pain", "LLAMEN AL 911 YA",
+                                  "fiebre en la quimio", "she fainted"])
+def test_a_crisis_alone_phrase_is_a_crisis_rule_as_nearly_the_whole_message(understander, text):
+    keyword = understander.crisis_by_rules(text)
+    assert keyword is not None and keyword.topic == "crisis", text
+
+
+@pytest.mark.parametrize("text", [
+    "when should we call 911 if she gets a fever during chemo",
+    "que señales quieren decir que hay que llamar al 911?",
+    "went to the ER last week for chest pain, turned out to be reflux",
+    "what number is a fever when youre on chemo",
+])
+def test_a_crisis_alone_phrase_inside_a_longer_message_is_left_to_the_model(understander, text):
+    assert understander.crisis_by_rules(text) is None, text
+
+
+def test_staff_add_a_crisis_alone_phrase_as_data(tmp_path):
+    import shutil
+
+    from mbcsms.catalog import Catalog
+    from mbcsms.understanding import Understander
+    from mbcsms.understanding.keywords import CRISIS_ALONE
+
+    locales = tmp_path / "locales"
+    shutil.copytree(Catalog.load().locales, locales, ignore=shutil.ignore_patterns("*.mo"))
+    with (locales / "en" / "keywords" / f"{CRISIS_ALONE}.txt").open("a", encoding="utf-8") as handle:
+        handle.write("need paramedics\n")
+    edited = Understander(Catalog.load(locales))
+    assert edited.crisis_by_rules("need paramedics asap") is not None
+    assert edited.crisis_by_rules("do we need paramedics or can we drive her ourselves next time") is None
+
+
 def test_a_crisis_the_rules_miss_is_caught_by_the_model(understander):
     text = "she cant feel her legs and wet herself"
     assert understander.crisis_by_rules(text) is None

@@ -95,9 +95,10 @@ class SourceContent:
 
 # The kinds of topic that listen for keywords: a file of any other topic's id is not read.
 LISTENING = frozenset({TopicKind.CRISIS, TopicKind.CONTROL, TopicKind.MENU, TopicKind.CONTENT})
-# Keyword files that are not a topic's: phrases that contain crisis words but are no crisis,
-# polite words around a command, everyday words that tell the language, words of feeling.
-WORD_LISTS = ("not_crisis", "filler", "common", "feelings")
+# Keyword files that are not a topic's: crisis phrases that count only as (nearly) the whole
+# message, phrases that contain crisis words but are no crisis, polite words around a command,
+# everyday words that tell the language, words of feeling.
+WORD_LISTS = ("crisis_alone", "not_crisis", "filler", "common", "feelings")
 # For the crisis reply only, a fuzzy translation beats the English: a person in danger who
 # writes Spanish gets 911 and 988 in Spanish even while the catalog waits for review.
 FUZZY_KEPT = frozenset({"answer:crisis"})

@@ -97,13 +97,17 @@ def _report(oof: OutOfFold, points: OperatingPoints) -> None:
     model at its threshold; topic = decide_topic of the rules' and the model's topic. The model
     alone is shown beside it (a phrase rule's catch on a seed set it was written from is not
     fresh: those sets are marked * and their combined figures flatter the rules)."""
+    import numpy as np
+
     from ..understanding import decide_topic
     from .evaluate import report, tallies
     from .train import (
+        CRISIS_SET_SHARE,
         MAX_FALSE_ALARMS,
         MIN_RECALL,
         MIN_RECALL_LANG,
         RuleReadings,
+        confusable,
         model_crisis_scores,
         model_topic,
         rules_fresh,
@@ -127,8 +131,16 @@ def _report(oof: OutOfFold, points: OperatingPoints) -> None:
     seed = {e.set for e in oof.examples if not rules_fresh(e.set)}
     click.echo("\n".join(f"{line} *" if line.split()[:1] and line.split()[0] in seed else line for line in lines))
     click.echo("  * seed set the phrase lists were written from")
+    counted = confusable(oof.examples)
+    alarmed = rules.crisis | (scores >= points.crisis_threshold)
+    langs = np.array([e.lang for e in oof.examples])
+    shares = [f"{name} {100 * alarmed[group].mean():.1f}% ({int(alarmed[group].sum())}/{int(group.sum())})"
+              for name, group in [("all", counted)] + [(lang, counted & (langs == lang)) for lang in sorted(set(langs))]
+              if group.any()]
+    click.echo(f"false alarms on the confusables (ordinary messages of sets at least {CRISIS_SET_SHARE:.0%} "
+               f"crises): {', '.join(shares)}")
     click.echo(f"crisis threshold rule: the lowest threshold at which rules OR model raise out-of-fold false "
-               f"alarms on at most {MAX_FALSE_ALARMS:.0%} of ordinary messages, overall and in each language "
+               f"alarms on at most {MAX_FALSE_ALARMS:.0%} of the confusables, overall and in each language "
                f"(the most recall within the false-alarm bar)")
     recall = ", ".join(f"{lang} {100 * value:.1f}%" for lang, value in points.recall.items())
     short = [lang for lang, value in points.recall.items()

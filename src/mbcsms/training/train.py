@@ -11,7 +11,12 @@
   the model's probability is at least ``crisis_threshold`` (on the words outside calm phrases
   too, where a calm phrase stands; never on a message that is exactly a command).
   ``crisis_threshold`` is the lowest threshold (the most recall) at which that rule's
-  out-of-fold false alarms are at most ``MAX_FALSE_ALARMS``, overall and in each language.
+  out-of-fold false alarms are at most ``MAX_FALSE_ALARMS``, overall and in each language,
+  counted on the confusable messages: the ordinary messages of the sets written to test crisis
+  detection (at least ``CRISIS_SET_SHARE`` of them crises), which use the crises' words
+  (questions about 988, plans, past events, idioms), as the issue's fresh sets do. Counted over
+  every ordinary message instead, the many plain questions hid them: 7% out of fold there was
+  10-20% on each new writer's confusables at first contact.
   Why this rule and not a recall target: a recall target (98%, then 97% in each language) put
   the threshold at 0.158, where out of fold 12% of ordinary messages got the 911/988 reply,
   half again the issue's 8% bar; the threshold cannot make out-of-fold recall any higher than
@@ -56,6 +61,9 @@ TOPIC_C = 20.0
 # overall and 95% in each language at false alarms <= 8%). MIN_RECALL / MIN_RECALL_LANG are
 # only reported against.
 MAX_FALSE_ALARMS = 0.07  # a point under the 8% goal: fresh writers ran above the out-of-fold figure
+# A set at least this share crises was written to test crisis detection: its ordinary messages
+# are the confusables the false-alarm bar is counted on.
+CRISIS_SET_SHARE = 0.2
 MIN_RECALL = 0.97
 MIN_RECALL_LANG = 0.95
 # Bumped when the out-of-fold pass computes something new, so a cached pass is not reused.
@@ -260,15 +268,26 @@ class OperatingPoints:
     recall: dict[str, float] = field(default_factory=dict)  # out of fold at crisis_threshold
 
 
+def confusable(examples: Sequence[Example]) -> np.ndarray:
+    """The ordinary messages of the sets that are at least CRISIS_SET_SHARE crises."""
+    sizes: dict[str, list[int]] = {}
+    for e in examples:
+        size = sizes.setdefault(e.set, [0, 0])
+        size[0] += 1
+        size[1] += e.crisis
+    crisis_sets = {name for name, (total, crises) in sizes.items() if crises >= CRISIS_SET_SHARE * total}
+    return np.array([not e.crisis and e.set in crisis_sets for e in examples])
+
+
 def combined_threshold(scores: np.ndarray, is_crisis: np.ndarray, by_rules: np.ndarray,
                        alarms_by_rules: np.ndarray, langs: Sequence[str],
-                       max_alarms: float = MAX_FALSE_ALARMS) -> float:
+                       max_alarms: float = MAX_FALSE_ALARMS, counted: np.ndarray | None = None) -> float:
     """The lowest threshold (the most recall) at which (rules OR model >= threshold) raises
-    false alarms on at most ``max_alarms`` of the ordinary messages, overall and in each
-    language. ``by_rules``: the rules' catches that count for recall; ``alarms_by_rules``:
-    where the rules fire on ordinary messages."""
+    false alarms on at most ``max_alarms`` of the ordinary messages ``counted`` (default:
+    every one), overall and in each language. ``by_rules``: the rules' catches that count for
+    recall; ``alarms_by_rules``: where the rules fire on ordinary messages."""
     lang_of = np.array(langs)
-    ordinary = ~is_crisis
+    ordinary = ~is_crisis if counted is None else counted & ~is_crisis
     groups = [ordinary] + [ordinary & (lang_of == lang) for lang in sorted(set(lang_of[ordinary]))]
     # Only a crisis's score can add recall: the candidates are the crises' scores, lowest first.
     candidates = np.unique(np.round(scores[is_crisis], 6))
@@ -357,7 +376,7 @@ def operating_points(oof: OutOfFold, rules: RuleReadings | None = None) -> Opera
     by_rules = rules.crisis & fresh
     scores = model_crisis_scores(oof, rules)
     threshold = combined_threshold(scores, is_crisis, by_rules, rules.crisis & ~is_crisis,
-                                   [e.lang for e in examples])
+                                   [e.lang for e in examples], counted=confusable(examples))
     topical = [i for i, e in enumerate(examples)
                if not e.crisis and e.topic and fresh[i] and not rules.command[i]]
     floor, high = topic_points(oof, rules, topical)
@@ -410,7 +429,8 @@ def train(locales: Path | None = None, progress: Callable[[str], None] | None = 
         "crisis_threshold": round(points.crisis_threshold, 6), "topic_floor": points.topic_floor,
         "topic_high": points.topic_high, "feeling_bar": points.feeling_bar,
         "threshold_rule": f"lowest crisis_threshold with out-of-fold false alarms <= {MAX_FALSE_ALARMS:.0%} "
-                          "overall and in each language (rules OR model)",
+                          "overall and in each language (rules OR model), on the ordinary messages of "
+                          f"sets at least {CRISIS_SET_SHARE:.0%} crises",
         "max_false_alarms": MAX_FALSE_ALARMS,
         "oof_recall": {k: round(v, 4) for k, v in points.recall.items()},
         "decision": "crisis: any phrase rule OR model >= crisis_threshold (also on the words outside "

@@ -42,7 +42,7 @@ from ..catalog import (
 )
 from ..helpline_hours import HOURS_KEYS, OPEN, opens_text_of
 from ..sms import GSM7_BASIC, GSM7_EXTENDED, UCS2, SegmentCount, count_segments
-from ..understanding.keywords import Clash, Keyword, KeywordTables
+from ..understanding.keywords import CRISIS_ALONE, Clash, Keyword, KeywordTables
 from ..understanding.text import tokenize
 from . import TranslationsError, source_template, template_entries
 from .readability import limit_text, measured, reading_level, within_limit
@@ -460,6 +460,9 @@ def keyword_problems(catalog: Catalog, locales: Path) -> list[Problem]:
                     ))
         for name in names:
             if code == SOURCE_LANGUAGE or not catalog.words(name, SOURCE_LANGUAGE):
+                continue
+            if name == CRISIS_ALONE:
+                # Optional: a language whose crisis phrases are all sure ones needs none.
                 continue
             if any(tokenize(phrase) for phrase in catalog.words(name, code)):
                 continue

@@ -23,6 +23,10 @@ from .text import stemmer_for, tokenize
 from .typos import TypoIndex
 
 NOT_CRISIS = "not_crisis"
+CRISIS_ALONE = "crisis_alone"
+# Words a message may hold beside a crisis_alone phrase and still be that phrase ("please call
+# 911 now"); a longer message is read by the model ("when should we call 911 if she...").
+ALONE_SLACK = 2
 # Joins the parts of a crisis keyword that may stand anywhere in a message: "fever + chemo".
 TOGETHER = " + "
 
@@ -110,6 +114,14 @@ class KeywordTables:
         # under one word that must be in the message: the longest first word of their parts.
         self.crisis_together: dict[str, dict[str, list[PartsRule]]] = {
             lang: defaultdict(list) for lang in self.languages}
+        # Crisis phrases that count only when the message is little more than the phrase
+        # (crisis_alone.txt): as whole messages they are cries for help ("llamen al 911",
+        # "chest pain"); inside longer ones they are as often a question, a plan or a memory,
+        # and the model reads the rest. Parts rules ("fever + chemo") are kept apart.
+        self.crisis_alone = {lang: PhraseTable() for lang in self.languages}
+        self.crisis_alone_parts: dict[str, list[PartsRule]] = {lang: [] for lang in self.languages}
+        # The most words a message may have for any crisis_alone rule to apply.
+        self.alone_words = {lang: 0 for lang in self.languages}
         self.phrases = {lang: PhraseTable() for lang in self.languages}
         # Commands by their words less filler; each with the words a message must also contain
         # (none, unless what is left is only everyday words: see _add_command).
@@ -166,6 +178,28 @@ class KeywordTables:
                             self._add_phrase(lang, stems, entry)
                     else:
                         self._add_phrase(lang, stems, entry)
+        crisis_topic = next((topic for topic in catalog.source.topics if topic.kind == TopicKind.CRISIS), None)
+        for lang in self.languages:
+            stem = self.stemmers[lang]
+            for alone in catalog.words(CRISIS_ALONE, lang) if crisis_topic else ():
+                assert crisis_topic is not None
+                entry = Keyword(crisis_topic.id, lang, crisis_topic.weight, -1, TopicKind.CRISIS, alone)
+                parts = tuple(keyword_key(tuple(tokenize(part)), stem, TopicKind.CONTENT)
+                              for part in alone.split(TOGETHER))
+                parts = tuple(part for part in parts if part)
+                if not parts:
+                    continue
+                for part in parts:
+                    for word in part:
+                        self.known_stems[lang].add(word)
+                for word in tokenize(alone.replace(TOGETHER, " ")):
+                    self.vocabulary[word].add(lang)
+                    self.keyword_words.add(word)
+                if len(parts) > 1:
+                    self.crisis_alone_parts[lang].append((parts, entry))
+                else:
+                    self.crisis_alone[lang].setdefault(parts[0], entry)
+                self.alone_words[lang] = max(self.alone_words[lang], sum(map(len, parts)) + ALONE_SLACK)
         for lang in self.languages:
             # Longest match wins in a scan, so a calm phrase claims its words before a crisis
             # keyword inside it ("dont want to die" before "want to die") can.

@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from ..catalog import Catalog, TopicKind
-from .keywords import NOT_CRISIS, Keyword, KeywordTables, PhraseTable, scan
+from .keywords import ALONE_SLACK, NOT_CRISIS, Keyword, KeywordTables, PhraseTable, scan
 from .model import Model, Scores
 from .text import emoji_label, normalise, tokenize
 
@@ -387,7 +387,22 @@ class Understander:
             for parts, keyword in candidates:
                 if all(self._stands(part, stems, where) for part in parts):
                     return keyword, calm
-        return None, calm
+        return self._alone(code, stems, calm), calm
+
+    def _alone(self, code: str, stems: list[str], calm: set[int]) -> Keyword | None:
+        """A crisis_alone rule that is (nearly) the whole message: at most ALONE_SLACK words
+        beside it ("please call 911 now"), none of them held by a calm phrase."""
+        if len(stems) > self.tables.alone_words[code] or calm:
+            return None
+        for keyword, length, _ in scan(stems, self.tables.crisis_alone[code]):
+            if len(stems) - length <= ALONE_SLACK:
+                return keyword
+        for parts, keyword in self.tables.crisis_alone_parts[code]:
+            if len(stems) - sum(map(len, parts)) <= ALONE_SLACK and all(
+                    any(tuple(stems[start : start + len(part)]) == part for start in range(len(stems)))
+                    for part in parts):
+                return keyword
+        return None
 
     @staticmethod
     def _stands(part: tuple[str, ...], stems: list[str], where: dict[str, list[int]]) -> bool:
