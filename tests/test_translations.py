@@ -254,7 +254,7 @@ def test_check_reports_a_keyword_clash_the_shared_builder_found(locales: Path, p
 
 
 def test_check_reports_a_keyword_the_crisis_phrases_always_win(locales: Path) -> None:
-    add_keywords(locales, "en", "helpline", "cant breathe")
+    add_keywords(locales, "en", "helpline", "kill myself")
     result = check(locales)
     problems = [(p.lang, p.kind, p.context) for p in result.problems]
     assert problems == [("en", "keyword conflict", "keywords:helpline")]
