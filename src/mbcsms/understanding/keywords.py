@@ -37,6 +37,13 @@ def keyword_key(phrase: tuple[str, ...], stem: Callable[[str], str], kind: Topic
     return phrase if kind == TopicKind.CONTROL else tuple(stem(word) for word in phrase)
 
 
+def crisis_parts(keyword: str, stem: Callable[[str], str]) -> tuple[tuple[str, ...], ...]:
+    """A crisis keyword's parts joined by TOGETHER ("fever + chemo"), each as its stems; a
+    keyword without TOGETHER is one part."""
+    parts = (keyword_key(tuple(tokenize(part)), stem, TopicKind.CONTENT) for part in keyword.split(TOGETHER))
+    return tuple(part for part in parts if part)
+
+
 @dataclass(frozen=True)
 class Keyword:
     topic: str
@@ -147,7 +154,10 @@ class KeywordTables:
                 keywords = catalog.keywords(topic, lang)
                 if topic.kind == TopicKind.CRISIS and not keywords:
                     self.without_crisis.append(lang)
-                for keyword in keywords:
+                listened = [(keyword, False) for keyword in keywords]
+                if topic.kind == TopicKind.CRISIS:
+                    listened += [(keyword, True) for keyword in catalog.words(CRISIS_ALONE, lang)]
+                for keyword, alone in listened:
                     for ch in keyword.casefold():
                         if not ch.isascii() and ch.isalpha():
                             self.letters[ch].add(lang)
@@ -160,10 +170,10 @@ class KeywordTables:
                         self.vocabulary[word].add(lang)
                         self.keyword_words.add(word)
                     self.known_stems[lang].update(stems)
-                    if topic.kind == TopicKind.CRISIS and TOGETHER in keyword:
-                        parts = tuple(keyword_key(tuple(tokenize(part)), stem, TopicKind.CONTENT)
-                                      for part in keyword.split(TOGETHER))
-                        parts = tuple(part for part in parts if part)
+                    if alone:
+                        self._add_alone(lang, crisis_parts(keyword, stem), entry)
+                    elif topic.kind == TopicKind.CRISIS and TOGETHER in keyword:
+                        parts = crisis_parts(keyword, stem)
                         anchor = max((part[0] for part in parts), key=len)
                         self.crisis_together[lang][anchor].append((parts, entry))
                     elif topic.kind == TopicKind.CRISIS and len(phrase) == 1:
@@ -178,28 +188,6 @@ class KeywordTables:
                             self._add_phrase(lang, stems, entry)
                     else:
                         self._add_phrase(lang, stems, entry)
-        crisis_topic = next((topic for topic in catalog.source.topics if topic.kind == TopicKind.CRISIS), None)
-        for lang in self.languages:
-            stem = self.stemmers[lang]
-            for alone in catalog.words(CRISIS_ALONE, lang) if crisis_topic else ():
-                assert crisis_topic is not None
-                entry = Keyword(crisis_topic.id, lang, crisis_topic.weight, -1, TopicKind.CRISIS, alone)
-                parts = tuple(keyword_key(tuple(tokenize(part)), stem, TopicKind.CONTENT)
-                              for part in alone.split(TOGETHER))
-                parts = tuple(part for part in parts if part)
-                if not parts:
-                    continue
-                for part in parts:
-                    for word in part:
-                        self.known_stems[lang].add(word)
-                for word in tokenize(alone.replace(TOGETHER, " ")):
-                    self.vocabulary[word].add(lang)
-                    self.keyword_words.add(word)
-                if len(parts) > 1:
-                    self.crisis_alone_parts[lang].append((parts, entry))
-                else:
-                    self.crisis_alone[lang].setdefault(parts[0], entry)
-                self.alone_words[lang] = max(self.alone_words[lang], sum(map(len, parts)) + ALONE_SLACK)
         for lang in self.languages:
             # Longest match wins in a scan, so a calm phrase claims its words before a crisis
             # keyword inside it ("dont want to die" before "want to die") can.
@@ -217,6 +205,13 @@ class KeywordTables:
                     for token in tokenize(word):
                         self.vocabulary[token].add(lang)
         self.typos = TypoIndex(self.vocabulary)
+
+    def _add_alone(self, lang: str, parts: tuple[tuple[str, ...], ...], entry: Keyword) -> None:
+        if len(parts) > 1:
+            self.crisis_alone_parts[lang].append((parts, entry))
+        else:
+            self.crisis_alone[lang].setdefault(parts[0], entry)
+        self.alone_words[lang] = max(self.alone_words[lang], sum(map(len, parts)) + ALONE_SLACK)
 
     def _add_phrase(self, lang: str, stems: tuple[str, ...], entry: Keyword) -> None:
         """A topic keyword: the first topic to claim a phrase keeps it, and a phrase that is a

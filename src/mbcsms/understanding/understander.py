@@ -398,11 +398,13 @@ class Understander:
             if len(stems) - length <= ALONE_SLACK:
                 return keyword
         for parts, keyword in self.tables.crisis_alone_parts[code]:
-            if len(stems) - sum(map(len, parts)) <= ALONE_SLACK and all(
-                    any(tuple(stems[start : start + len(part)]) == part for start in range(len(stems)))
-                    for part in parts):
+            if len(stems) - sum(map(len, parts)) <= ALONE_SLACK and all(self._holds(part, stems) for part in parts):
                 return keyword
         return None
+
+    @staticmethod
+    def _holds(part: tuple[str, ...], stems: list[str]) -> bool:
+        return any(tuple(stems[start : start + len(part)]) == part for start in range(len(stems)))
 
     @staticmethod
     def _stands(part: tuple[str, ...], stems: list[str], where: dict[str, list[int]]) -> bool:
