@@ -401,7 +401,8 @@ def main() -> None:
           + ", ".join(f"{k[6:]} {v}" for k, v in counts.most_common() if k.startswith("topic:")))
     if args.json:
         args.json.write_text(json.dumps({
-            "command": command, "origin": origin, "args": vars(args) | {"json": str(args.json)},
+            "command": command, "origin": origin,
+            "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
             "rounds": [asdict(r) for r in results], "totals": totals, "ratio": round(ratio, 3),
             "log": dict(counts),
         }, indent=2), encoding="utf-8")

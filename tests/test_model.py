@@ -16,7 +16,8 @@ from click.testing import CliRunner
 
 from mbcsms.cli import main
 from mbcsms.training.examples import ExamplesError, examples_hash, load_examples, read_file
-from mbcsms.understanding.features import BUCKETS, ngram_buckets, vectorise
+from mbcsms.understanding import model as model_module
+from mbcsms.understanding.features import BUCKETS, column_map, ngram_buckets, vectorise
 from mbcsms.understanding.model import Model
 
 pytest.importorskip("sklearn")
@@ -122,8 +123,39 @@ def test_a_4096_character_message_scores_in_bounded_time(model: Model) -> None:
         started = time.perf_counter()
         model.score(blob)
         assert time.perf_counter() - started < 0.05
-    columns, values = vectorise(text, model.column, model.idf)
+    columns, values = vectorise(text, column_map(model.keys), model.idf)
     assert np.isclose(values @ values, 1.0) and len(columns) == len(set(columns.tolist()))
+
+
+SCORED = [
+    "me quiero morir", "¿Qué es HER2+?", "my mom has stage 4 stage 4 stage 4 with mets", "😢🙏 gracias",
+    "I CANT BREATHE", "hola hola hola hola", "x", "qwzzkx vbnm", "5 kms from the hospital", "ß ﬁ ÆØÅ",
+    ("she had a seizure last year but now she cant wake up and her breathing is slow " * 40)[:4096],
+    "a" * 4096, "ab " * 3000,
+]
+
+
+@pytest.mark.parametrize("text", SCORED)
+def test_the_bot_scores_a_message_with_the_features_training_uses(model: Model, text: str) -> None:
+    """The bot's scorer (per-word n-gram columns, kept between messages) and training's
+    (``features.vectorise``, numpy over the whole message) must read a message alike."""
+    columns, values = vectorise(text, column_map(model.keys), model.idf)
+    crisis = 1.0 / (1.0 + np.exp(-(values @ model.crisis_coef[columns] + model.crisis_intercept)))
+    logits = values @ model.topic_coef[columns] + model.topic_intercept
+    topics = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+    for _ in range(2):  # the second time from the words' kept columns
+        scores = model.score(text)
+        assert scores.crisis == pytest.approx(crisis, abs=1e-12)
+        assert list(scores.topics.values()) == pytest.approx(topics.tolist(), abs=1e-12)
+
+
+def test_the_words_kept_between_messages_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(model_module, "WORD_CACHE", 10)
+    fresh = Model.load()
+    made_up = " ".join(f"word{i}x" for i in range(50))
+    first = fresh.score(made_up)
+    assert len(fresh._word_columns) <= 10
+    assert fresh.score(made_up) == first == Model.load().score(made_up)
 
 
 def test_bad_examples_files_name_file_and_line(tmp_path) -> None:

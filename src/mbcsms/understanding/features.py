@@ -11,16 +11,18 @@ apart.
 - Character 2- to 5-grams inside each word padded with a space either side (" me", "mor",
   "rir ": typos and word forms still share most of them), and word 1- and 2-grams.
 - Each n-gram is hashed into one of ``2**BITS`` buckets: a character n-gram is its own bytes
-  as a number, a word its ``zlib.crc32``, each then mixed by two multiplications, all in a few
-  numpy operations over the whole message. Stable across processes and machines (unlike
-  Python's ``hash``), and linear in the length of the longest message (4,096 characters).
+  as a number, a word its ``zlib.crc32``, each then mixed by two multiplications. Stable across
+  processes and machines (unlike Python's ``hash``), and linear in the length of the longest
+  message (4,096 characters).
 - Sublinear term frequency (1 + log count) times the idf stored with the model, scaled to unit
   length. Buckets the model never saw in training are left out.
 """
 
 from __future__ import annotations
 
+import itertools
 import zlib
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -32,62 +34,61 @@ CHAR_SIZES = (2, 3, 4, 5)
 # A message is read up to this many characters: Twilio's longest body is 4,096.
 MAX_CHARS = 8192
 
-_U64 = np.uint64
-_BASE = _U64(0x100000001B3)  # word-pair multiplier (odd)
-_MIX1 = _U64(0xBF58476D1CE4E5B9)
-_MIX2 = _U64(0x94D049BB133111EB)
-_SHIFT = _U64(64 - BITS)
-_WORD_SALT = _U64(0x9E3779B97F4A7C15)
-_PAIR_SALT = _U64(0x3C6EF372FE94F82A)
-_SPACE = 32
-# A character n-gram as a number: its n bytes, read little-endian from 8 (so "ab" < 2**16 and
-# a 3-gram, whose third byte is never 0, cannot equal it). One mask per size.
-_MASKS = np.array([(1 << (8 * n)) - 1 for n in CHAR_SIZES], dtype=_U64)
-_SPANS = np.array([n - 1 for n in CHAR_SIZES], dtype=np.int64)
+_M64 = (1 << 64) - 1
+_BASE = 0x100000001B3  # word-pair multiplier (odd)
+_MIX1 = 0xBF58476D1CE4E5B9
+_MIX2 = 0x94D049BB133111EB
+_SHIFT = 64 - BITS
+_WORD_SALT = 0x9E3779B97F4A7C15
+_PAIR_SALT = 0x3C6EF372FE94F82A
 _EMPTY = np.zeros(0, dtype=np.int64)
 
 
-def _buckets(hashes: np.ndarray) -> np.ndarray:
-    """Multiply, fold the high bits down, multiply again; the top BITS bits are the bucket."""
-    h = hashes * _MIX1
-    h ^= h >> _U64(29)
-    h *= _MIX2
-    return (h >> _SHIFT).astype(np.int64)
+def bucket(value: int) -> int:
+    """A 64-bit value's bucket: multiply, fold the high bits down, multiply again; the top BITS
+    bits are the bucket (all modulo 2**64)."""
+    value = (value * _MIX1) & _M64
+    value ^= value >> 29
+    return ((value * _MIX2) & _M64) >> _SHIFT
+
+
+def word_grams(word: str) -> list[int]:
+    """The buckets of a word's character 2- to 5-grams, the word padded with a space either
+    side (repeats kept). A character n-gram is its n bytes read as a little-endian number (so
+    "ab" < 2**16, and a 3-gram, whose third byte is never 0, cannot equal it). The grams never
+    cross a word's edge, so a message's are the sum of its words': the bot computes each
+    word's once (``Model``) and training computes them here."""
+    padded = f" {word} ".encode("ascii", "replace")  # normalise leaves a-z, 0-9 and spaces
+    size = len(padded)
+    return [bucket(int.from_bytes(padded[start : start + n], "little"))
+            for n in CHAR_SIZES for start in range(size - n + 1)]
+
+
+def word_buckets(words: Sequence[str]) -> list[int]:
+    """The buckets of the words and of each pair of neighbours: ``zlib.crc32`` of a word, salted;
+    a pair's two crc32s combined, salted."""
+    crcs = [zlib.crc32(word.encode()) for word in words]
+    result = [bucket((crc + _WORD_SALT) & _M64) for crc in crcs]
+    result.extend(bucket((first * _BASE + second + _PAIR_SALT) & _M64)
+                  for first, second in itertools.pairwise(crcs))
+    return result
+
+
+def words_of(text: str, plain: str | None = None) -> list[str]:
+    """The words the model reads: ``plain`` (the message already normalised, when the caller
+    has it) or the normalised text, cut before and after normalising so the cost stays bounded
+    whatever reaches us."""
+    return (normalise(text[:MAX_CHARS]) if plain is None else plain)[:MAX_CHARS].split()
 
 
 def ngram_buckets(text: str, plain: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The message's distinct feature buckets (sorted) and how often each occurs. ``plain``:
-    the message already normalised, when the caller has it."""
-    # Cut before normalising too: the cost stays bounded whatever reaches us.
-    plain = (normalise(text[:MAX_CHARS]) if plain is None else plain)[:MAX_CHARS]
-    if not plain:
+    """The message's distinct feature buckets (sorted) and how often each occurs."""
+    words = words_of(text, plain)
+    if not words:
         return _EMPTY, _EMPTY
-    padded = f" {plain} ".encode("ascii", "replace")  # normalise leaves a-z, 0-9 and spaces
-    size = len(padded)
-    chars = np.frombuffer(padded, dtype=np.uint8)
-    # Eight bytes from every position (zero bytes past the end): window i is at [i].
-    eights = np.ndarray((size,), dtype="<u8", buffer=padded + bytes(8), strides=(1,))
-    # A window may hold spaces only at its two ends: from i, it reaches at most the first
-    # space after i.
-    spaces = np.flatnonzero(chars == _SPACE)
-    starts = np.arange(size)
-    reach = spaces[np.minimum(np.searchsorted(spaces, starts + 1), len(spaces) - 1)]
-    inside = (starts[:, None] + _SPANS) <= reach[:, None]
-    inside[-1] = False  # the closing space starts no window
-    grams = (eights[:, None] & _MASKS)[inside]
-    with np.errstate(over="ignore"):
-        words = np.fromiter((zlib.crc32(word.encode()) for word in plain.split()), dtype=_U64)
-        pairs = words[:-1] * _BASE + words[1:] + _PAIR_SALT
-        ordered = np.sort(_buckets(np.concatenate((grams, words + _WORD_SALT, pairs))))
-    # np.unique(..., return_counts=True), without its fixed cost of ~50 us a call.
-    firsts = np.empty(len(ordered), dtype=bool)
-    firsts[0] = True
-    np.not_equal(ordered[1:], ordered[:-1], out=firsts[1:])
-    first = np.flatnonzero(firsts)
-    counts = np.empty(len(first), dtype=np.int64)
-    np.subtract(first[1:], first[:-1], out=counts[:-1])
-    counts[-1] = len(ordered) - first[-1]
-    return ordered[first], counts
+    every = [gram for word in words for gram in word_grams(word)] + word_buckets(words)
+    buckets, counts = np.unique(np.array(every, dtype=np.int64), return_counts=True)
+    return buckets, counts.astype(np.int64)
 
 
 def vectorise(text: str, column: np.ndarray, idf: np.ndarray,

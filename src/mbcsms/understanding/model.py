@@ -2,8 +2,13 @@
 
 Two linear models over the features of :mod:`.features`, trained by ``mbcsms model train``
 (scikit-learn, at build time only) and shipped as arrays in ``weights/model.npz``. Scoring is a
-gather of the message's columns from the weight arrays and a dot product: no scikit-learn, no
-per-feature Python objects.
+count of the message's known columns, their TF-IDF values, and one gather-and-dot of both
+models' weights at once: no scikit-learn. A word's character n-gram columns are computed once
+and kept (``WORD_CACHE`` words): most of a message's features are its words' n-grams, and most
+words of a message were seen before. On a request path that also runs Flask, SQLite and
+logging, numpy's per-call cost grows several-fold as the other work leaves the CPU caches cold
+(bench/match.py); this path makes three numpy calls a message where the array version made
+about thirty.
 
 - ``crisis_probability``: the crisis model's probability. The bot treats a message as a crisis
   at ``crisis_threshold`` or above (chosen on out-of-fold scores of the training sets, for
@@ -19,12 +24,20 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .features import BITS, column_map, vectorise
+from .features import BITS, word_buckets, word_grams, words_of
+
+# Words whose n-gram columns are kept; past it the table starts again (a stream of made-up words
+# cannot grow it without bound). A word longer than CACHED_WORD is never kept.
+WORD_CACHE = 50_000
+CACHED_WORD = 40
+# Sublinear term frequency, 1 + log(count), for the counts a message of a few hundred words has.
+_TF = [0.0] + [1.0 + math.log(n) for n in range(1, 2048)]
 
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "model.npz"
 FORMAT = 1
@@ -57,7 +70,13 @@ class Model:
         self.topic_coef = arrays["topic_coef"].astype(np.float64)  # (columns, topics)
         self.topic_intercept = arrays["topic_intercept"].astype(np.float64)
         self.topics: tuple[str, ...] = tuple(str(t) for t in arrays["topics"])
-        self.column = column_map(self.keys)
+        # The scorer's tables, as plain Python where it reads them one feature at a time.
+        self.column: dict[int, int] = {int(key): i for i, key in enumerate(self.keys.tolist())}
+        self._idf: list[float] = self.idf.tolist()
+        # Both models' weights side by side: one gather and one product a message.
+        self._weights = np.ascontiguousarray(np.column_stack((self.crisis_coef, self.topic_coef)))
+        self._intercepts: list[float] = [self.crisis_intercept, *self.topic_intercept.tolist()]
+        self._word_columns: dict[str, tuple[int, ...]] = {}
         self.crisis_threshold = float(meta["crisis_threshold"])  # type: ignore[arg-type]
         self.topic_floor = float(meta["topic_floor"])  # type: ignore[arg-type]
         # The understander's decision points (chosen out of fold, like the two above): at or
@@ -82,24 +101,52 @@ class Model:
             raise ModelError(f"{path}: no readable metadata ({error})") from None
         return cls(arrays, meta)
 
-    def features(self, text: str, plain: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """``plain``: the message already normalised (``text.normalise``), if at hand."""
-        return vectorise(text, self.column, self.idf, plain)
+    def features(self, text: str, plain: str | None = None) -> tuple[list[int], list[float]]:
+        """The message's known columns and their TF-IDF values (1 + log count, times idf), not
+        yet scaled to unit length. ``plain``: the message already normalised
+        (``text.normalise``), if at hand."""
+        words = words_of(text, plain)
+        column = self.column.get
+        found = [col for word in words for col in self._columns_of(word)]
+        found.extend(col for b in word_buckets(words) if (col := column(b)) is not None)
+        idf = self._idf
+        counts = Counter(found)
+        if len(found) < len(_TF):  # no count can reach the table's end: no log to take
+            return list(counts), [_TF[n] * idf[col] for col, n in counts.items()]
+        return list(counts), [(1.0 + math.log(n)) * idf[col] for col, n in counts.items()]
+
+    def _columns_of(self, word: str) -> tuple[int, ...]:
+        """The columns of a word's character n-grams that the model knows (repeats kept)."""
+        found = self._word_columns.get(word)
+        if found is None:
+            column = self.column.get
+            found = tuple(col for b in word_grams(word) if (col := column(b)) is not None)
+            if len(word) <= CACHED_WORD:
+                if len(self._word_columns) >= WORD_CACHE:
+                    self._word_columns.clear()
+                self._word_columns[word] = found
+        return found
+
+    def _logits(self, text: str, plain: str | None = None) -> list[float]:
+        """Both models' logits: the crisis model's first, then one a topic."""
+        columns, values = self.features(text, plain)
+        if not columns:
+            return list(self._intercepts)
+        norm = math.hypot(*values)
+        products = (np.fromiter(values, dtype=np.float64, count=len(values))
+                    @ self._weights.take(columns, axis=0)).tolist()
+        return [p / norm + b for p, b in zip(products, self._intercepts, strict=True)]
 
     def crisis_probability(self, text: str) -> float:
-        columns, values = self.features(text)
-        return _sigmoid(values @ self.crisis_coef[columns] + self.crisis_intercept)
+        return _sigmoid(self._logits(text)[0])
 
     def topic_probabilities(self, text: str) -> dict[str, float]:
-        columns, values = self.features(text)
-        return dict(zip(self.topics, _softmax(values @ self.topic_coef[columns] + self.topic_intercept), strict=True))
+        return dict(zip(self.topics, _softmax(self._logits(text)[1:]), strict=True))
 
     def score(self, text: str, plain: str | None = None) -> Scores:
         """Both models on one message, its features computed once."""
-        columns, values = self.features(text, plain)
-        crisis = _sigmoid(values @ self.crisis_coef[columns] + self.crisis_intercept)
-        topics = _softmax(values @ self.topic_coef[columns] + self.topic_intercept)
-        return Scores(crisis, dict(zip(self.topics, topics, strict=True)))
+        logits = self._logits(text, plain)
+        return Scores(_sigmoid(logits[0]), dict(zip(self.topics, _softmax(logits[1:]), strict=True)))
 
     def is_crisis(self, text: str) -> bool:
         return self.crisis_probability(text) >= self.crisis_threshold
@@ -113,9 +160,8 @@ def _sigmoid(z: float) -> float:
     return e / (1.0 + e)
 
 
-def _softmax(z: np.ndarray) -> list[float]:
+def _softmax(logits: list[float]) -> list[float]:
     # A handful of topics: plain floats are quicker than numpy's per-call cost.
-    logits = z.tolist()
     top = max(logits)
     exps = [math.exp(v - top) for v in logits]
     total = sum(exps)

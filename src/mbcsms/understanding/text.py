@@ -69,9 +69,10 @@ def default_emoji_file() -> Path:
 
 @lru_cache(maxsize=1)
 def emoji_table() -> dict[int, str]:
-    """The shipped emoji table as a ``str.translate`` table: code point -> " emoji<label> "."""
+    """The shipped emoji table as a ``str.translate`` table: code point -> " emoji<label> ".
+    An ASCII character is never read as an emoji (``normalise`` skips the table for ASCII text)."""
     return {ord(emoji): f" {EMOJI_WORD}{label} " for emoji, label in read_emoji(default_emoji_file()).items()
-            if len(emoji) == 1}
+            if len(emoji) == 1 and not emoji.isascii()}
 
 
 def emoji_label(word: str) -> str | None:
@@ -84,8 +85,11 @@ def emoji_label(word: str) -> str | None:
 def normalise(text: str) -> str:
     """Lower case, no accents, no punctuation, single spaces: "¿Qué es HER2+?" -> "que es her 2";
     a listed emoji becomes a word: "gracias 🙏" -> "gracias emojithanks"."""
-    decomposed = unicodedata.normalize("NFKD", text.translate(emoji_table()).casefold())
-    plain = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    if text.isascii():  # most messages: no emoji, no accent to take off
+        plain = text.lower()
+    else:
+        decomposed = unicodedata.normalize("NFKD", text.translate(emoji_table()).casefold())
+        plain = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
     plain = _APOSTROPHES.sub("", plain)
     plain = _NOT_WORD.sub(" ", plain)
     return _DISTANCE.sub(r"\1 kilometers", _LETTER_DIGIT.sub(" ", plain)).strip()
