@@ -1,9 +1,10 @@
 """The model's view of a message: hashed n-grams of its normalised text, as TF-IDF.
 
-One function, :func:`ngram_buckets`, turns a message into feature buckets, and
-:func:`vectorise` into the weighted, L2-normalised values the linear models read. Training
-(``mbcsms model train``) and the bot call exactly these functions, so the features cannot drift
-apart.
+:func:`word_grams` (a word's character n-grams) and :func:`word_buckets` (the words and word
+pairs) give a message's feature buckets; :func:`ngram_buckets` counts them for training and
+:func:`vectorise` turns them into the weighted, L2-normalised values the linear models read.
+The bot's scorer (``mbcsms.understanding.model``) builds on the same two functions, word by
+word, so the features cannot drift apart (tests/test_model.py holds the two readings equal).
 
 - The text is normalised as the keyword matcher does it
   (``mbcsms.understanding.text.normalise``: case, accents and punctuation gone), so
