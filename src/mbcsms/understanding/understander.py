@@ -44,6 +44,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -106,6 +107,18 @@ class Understanding:
     number: int | None = None
     word: str | None = None  # the whole message, when it is one word exactly as typed ("STOP")
     feeling: bool = False  # the message expresses fear, grief or loneliness
+
+
+@dataclass(frozen=True)
+class _Reading:
+    """A message's words at stages 1 and 2 (``Understander._read``)."""
+
+    plain: str  # normalised text
+    every: list[str]  # its words as typed, up to MAX_CRISIS_TOKENS
+    tokens: list[str]  # the first MAX_TOKENS of them
+    words: list[str]  # tokens with typos corrected
+    whole: list[str]  # words, then the rest of every as typed
+    stems: dict[str, list[str]]  # whole's stems in each language
 
 
 def decide_topic(rules: str | None, model: str | None, probability: float, high: float,
@@ -211,24 +224,36 @@ class Understander:
 
     # -- the stages together -------------------------------------------------------------------
 
-    def understand(self, text: str) -> Understanding:
+    def _read(self, text: str) -> _Reading:
+        """Stages 1 and 2: the message's words, corrected, and their stems in each language.
+        Crisis words are looked for in the whole message, however long: the end of a long
+        message may be the part that matters most. Past MAX_TOKENS, words are not corrected."""
         plain = normalise(text[:MAX_CRISIS_TOKENS * 40])
         every = plain.split()[:MAX_CRISIS_TOKENS]
         tokens = every[:MAX_TOKENS]
         words = self._corrected(tokens)
+        whole = words + every[MAX_TOKENS:]
+        stems = {code: [self.stemmers[code](word) for word in whole] for code in self.languages}
+        return _Reading(plain, every, tokens, words, whole, stems)
+
+    def _command_words(self, tokens: list[str]) -> tuple[str, ...]:
+        """The words a command is matched by: the message less its filler, a repeated word
+        once ("STOP STOP")."""
+        bare = self.tables.without_filler(tuple(tokens))
+        return tuple(word for i, word in enumerate(bare) if i == 0 or word != bare[i - 1])
+
+    def understand(self, text: str) -> Understanding:
+        reading = self._read(text)
+        every, tokens, words, stems = reading.every, reading.tokens, reading.words, reading.stems
         # The words as typed tell the language best: a typo corrected to a near word of the
         # other language ("comer" -> "come") must not flip it.
         lang = self.language(tokens) or self.language(words) or self._letter_hint(text)
         if not words:
             return Understanding(Understood.EMPTY, None, lang)
-        scores = self.model.score(text, plain)
+        scores = self.model.score(text, reading.plain)
 
-        # Stage 3, crisis. Crisis words are looked for in the whole message, however long: the
-        # end of a long message may be the part that matters most. Past MAX_TOKENS, words are
-        # not corrected.
-        whole = words + every[MAX_TOKENS:]
-        stems = {code: [self.stemmers[code](word) for word in whole] for code in self.languages}
-        keyword, calm = self.crisis_rule(whole, every, stems)
+        # Stage 3, crisis.
+        keyword, calm = self.crisis_rule(reading.whole, every, stems)
         if keyword is not None:
             return Understanding(Understood.CRISIS, "crisis", lang or keyword.lang, keyword.lang)
 
@@ -236,11 +261,9 @@ class Understander:
         # ("quilt" -> quit, "pasta" -> basta) or opt someone back in ("altp" -> alta). A message
         # that is exactly a command ("stop please", "HELP") is that command, as before the
         # model: the model's crisis verdict applies to every other message.
-        tables = self.tables
         # An emoji beside a command ("español 🙏") is not part of it.
         tokens = [word for word in tokens if not emoji_label(word)] or tokens
-        bare = tables.without_filler(tuple(tokens))
-        command = tuple(word for i, word in enumerate(bare) if i == 0 or word != bare[i - 1])  # "STOP STOP"
+        command = self._command_words(tokens)
         control = self._command(command, tokens)
         if control is not None:
             typed = text.strip().casefold()
@@ -319,10 +342,8 @@ class Understander:
 
     def crisis_by_rules(self, text: str) -> Keyword | None:
         """The crisis rule that fires on ``text``, if any (stage 3 without the model)."""
-        every = tokenize(text)[:MAX_CRISIS_TOKENS]
-        whole = self._corrected(every[:MAX_TOKENS]) + every[MAX_TOKENS:]
-        stems = {code: [self.stemmers[code](word) for word in whole] for code in self.languages}
-        return self.crisis_rule(whole, every, stems)[0]
+        reading = self._read(text)
+        return self.crisis_rule(reading.whole, reading.every, reading.stems)[0]
 
     def rules_reading(self, text: str) -> tuple[bool, bool, str | None]:
         """The rules alone, for training and evaluation: (a crisis phrase fired, a command or
@@ -332,16 +353,11 @@ class Understander:
     def rules_reading_calm(self, text: str) -> tuple[bool, bool, str | None, bool, str | None]:
         """``rules_reading`` and, for the model's verdict: whether calm phrases stand in the
         message, and its words outside them (``outside_calm``)."""
-        plain = normalise(text[:MAX_CRISIS_TOKENS * 40])
-        every = plain.split()[:MAX_CRISIS_TOKENS]
-        tokens = every[:MAX_TOKENS]
-        words = self._corrected(tokens)
-        whole = words + every[MAX_TOKENS:]
-        stems = {code: [self.stemmers[code](word) for word in whole] for code in self.languages}
-        keyword, calm = self.crisis_rule(whole, every, stems)
+        reading = self._read(text)
+        every, tokens, words, stems = reading.every, reading.tokens, reading.words, reading.stems
+        keyword, calm = self.crisis_rule(reading.whole, every, stems)
         crisis = keyword is not None
-        bare = self.tables.without_filler(tuple(tokens))
-        command = tuple(word for i, word in enumerate(bare) if i == 0 or word != bare[i - 1])
+        command = self._command_words(tokens)
         is_command = bool(tokens) and (self._command(command, tokens) is not None
                                        or (len(command) == 1 and command[0].isdigit()))
         found = self.keyword_topic(words, stems, self.language(tokens)) if words else None
@@ -385,7 +401,7 @@ class Understander:
                 if position not in calm:
                     where[word].append(position)
             for parts, keyword in candidates:
-                if all(self._stands(part, stems, where) for part in parts):
+                if all(self._stands(part, stems, where.get(part[0], ())) for part in parts):
                     return keyword, calm
         return self._alone(code, stems, calm), calm
 
@@ -398,17 +414,15 @@ class Understander:
             if len(stems) - length <= ALONE_SLACK:
                 return keyword
         for parts, keyword in self.tables.crisis_alone_parts[code]:
-            if len(stems) - sum(map(len, parts)) <= ALONE_SLACK and all(self._holds(part, stems) for part in parts):
+            if len(stems) - sum(map(len, parts)) <= ALONE_SLACK and all(
+                    self._stands(part, stems, range(len(stems))) for part in parts):
                 return keyword
         return None
 
     @staticmethod
-    def _holds(part: tuple[str, ...], stems: list[str]) -> bool:
-        return any(tuple(stems[start : start + len(part)]) == part for start in range(len(stems)))
-
-    @staticmethod
-    def _stands(part: tuple[str, ...], stems: list[str], where: dict[str, list[int]]) -> bool:
-        return any(tuple(stems[start : start + len(part)]) == part for start in where.get(part[0], ()))
+    def _stands(part: tuple[str, ...], stems: list[str], starts: Iterable[int]) -> bool:
+        """Whether ``part`` stands in ``stems`` at one of ``starts``."""
+        return any(tuple(stems[start : start + len(part)]) == part for start in starts)
 
     # -- stage 4: commands ---------------------------------------------------------------------
 
