@@ -392,8 +392,10 @@ class Understander:
             if word in single and position not in calm and (word == as_typed or word[0] == as_typed[:1]):
                 return single[word], calm
         together = self.tables.crisis_together[code]
-        # Only the rules filed under a word of this message can match: usually none.
-        candidates = [rule for word in set(stems) for rule in together.get(word, ())]
+        # Only the rules filed under a word of this message can match: usually none. In the
+        # message's order (not a set's, which varies with the process's hash seed), so the same
+        # rule is named for the same message every time.
+        candidates = [rule for word in dict.fromkeys(stems) for rule in together.get(word, ())]
         if candidates:
             # Where each stem stands, outside calm phrases ("if I get a fever" is a question).
             where: dict[str, list[int]] = defaultdict(list)
