@@ -10,12 +10,11 @@ logging, numpy's per-call cost grows several-fold as the other work leaves the C
 (in-process requests of bench/profile_request.py: 450 us a message for the array version, 180 us
 alone); this path makes three numpy calls a message where the array version made about thirty.
 
-- ``crisis_probability``: the crisis model's probability. The bot treats a message as a crisis
-  at ``crisis_threshold`` or above (chosen on out-of-fold scores of the training sets, for
-  recall).
-- ``topic_probabilities``: a distribution over ``topics`` (the topic ids, ``out_of_scope``,
-  small talk, ``feelings``). Below ``topic_floor`` the best topic is not trusted: the bot falls
-  back to the helpline.
+- ``score``: both models on one message. ``Scores.crisis`` is the crisis model's probability;
+  the bot treats a message as a crisis at ``crisis_threshold`` or above (chosen on out-of-fold
+  scores of the training sets, for recall). ``Scores.topics`` is a distribution over ``topics``
+  (the topic ids, ``out_of_scope``, small talk, ``feelings``); below ``topic_floor`` the best
+  topic is not trusted: the bot falls back to the helpline.
 - ``examples_hash``: the sha256 of the examples it was trained on (``mbcsms.training.examples``);
   a test fails when the examples in the repo no longer match it.
 """
@@ -65,16 +64,17 @@ class Model:
                              f"this code reads format {FORMAT}, {BITS} bits: run `mbcsms model train`")
         self.keys = arrays["keys"].astype(np.int64)
         self.idf = arrays["idf"].astype(np.float64)
-        self.crisis_coef = arrays["crisis_coef"].astype(np.float64)
+        # Both models' weights side by side, one row a column: one gather and one product a
+        # message. crisis_coef and topic_coef are views of it.
+        self._weights = np.column_stack((arrays["crisis_coef"], arrays["topic_coef"])).astype(np.float64)
+        self.crisis_coef = self._weights[:, 0]
+        self.topic_coef = self._weights[:, 1:]  # (columns, topics)
         self.crisis_intercept = float(arrays["crisis_intercept"][0])
-        self.topic_coef = arrays["topic_coef"].astype(np.float64)  # (columns, topics)
         self.topic_intercept = arrays["topic_intercept"].astype(np.float64)
         self.topics: tuple[str, ...] = tuple(str(t) for t in arrays["topics"])
         # The scorer's tables, as plain Python where it reads them one feature at a time.
         self.column: dict[int, int] = {int(key): i for i, key in enumerate(self.keys.tolist())}
         self._idf: list[float] = self.idf.tolist()
-        # Both models' weights side by side: one gather and one product a message.
-        self._weights = np.ascontiguousarray(np.column_stack((self.crisis_coef, self.topic_coef)))
         self._intercepts: list[float] = [self.crisis_intercept, *self.topic_intercept.tolist()]
         self._word_columns: dict[str, tuple[int, ...]] = {}
         self.crisis_threshold = float(meta["crisis_threshold"])  # type: ignore[arg-type]
@@ -140,16 +140,10 @@ class Model:
     def crisis_probability(self, text: str) -> float:
         return _sigmoid(self._logits(text)[0])
 
-    def topic_probabilities(self, text: str) -> dict[str, float]:
-        return dict(zip(self.topics, _softmax(self._logits(text)[1:]), strict=True))
-
     def score(self, text: str, plain: str | None = None) -> Scores:
         """Both models on one message, its features computed once."""
         logits = self._logits(text, plain)
         return Scores(_sigmoid(logits[0]), dict(zip(self.topics, _softmax(logits[1:]), strict=True)))
-
-    def is_crisis(self, text: str) -> bool:
-        return self.crisis_probability(text) >= self.crisis_threshold
 
 
 def _sigmoid(z: float) -> float:
