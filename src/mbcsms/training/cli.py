@@ -20,6 +20,12 @@ def model() -> None:
     """The learned crisis and topic classifiers (the 'train' extra: pip install '.[train]')."""
 
 
+# Both commands can keep the out-of-fold scores (train.cached_out_of_fold).
+oof_cache_option = click.option(
+    "--oof-cache", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    help="Keep the out-of-fold scores in this file and reuse them while the examples are unchanged.")
+
+
 def _progress(message: str) -> None:
     click.echo(message, err=True)
 
@@ -29,8 +35,7 @@ def _progress(message: str) -> None:
               help="Directory holding <lang>/examples/*.tsv (default: the repository's locales).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Weights file to write (default: the package's weights/model.npz).")
-@click.option("--oof-cache", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Keep the out-of-fold scores in this file and reuse them while the examples are unchanged.")
+@oof_cache_option
 def train(locales: Path | None, out: Path | None, oof_cache: Path | None) -> None:
     """Rebuild the weights from every examples file (deterministic on the pinned versions)."""
     from .examples import ExamplesError
@@ -61,8 +66,7 @@ def train(locales: Path | None, out: Path | None, oof_cache: Path | None) -> Non
               help="Instead: first contact of the shipped model with a new set's directory of <lang>.tsv files.")
 @click.option("--model", "model_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Weights to measure with --on (default: the shipped ones).")
-@click.option("--oof-cache", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Keep the out-of-fold scores in this file and reuse them while the examples are unchanged.")
+@oof_cache_option
 def evaluate(locales: Path | None, new_sets: tuple[Path, ...], model_path: Path | None,
              oof_cache: Path | None) -> None:
     """Leave-one-set-out crisis recall, false alarms and topic accuracy per set and language,

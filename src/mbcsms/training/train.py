@@ -68,8 +68,6 @@ MIN_RECALL = 0.97
 MIN_RECALL_LANG = 0.95
 # Bumped when the out-of-fold pass computes something new, so a cached pass is not reused.
 OOF_VERSION = 2
-# Out-of-fold scores are cached here (keyed by the examples' hash and the settings) when the
-# variable is set, so the decision points can be rechosen without refitting.
 
 
 def rules_fresh(set_name: str) -> bool:
