@@ -35,7 +35,6 @@ from ..catalog import (
     catalog_path,
     keyword_files,
     keyword_names,
-    load_keyword_lists,
     load_source,
     load_translations,
     read_catalog,
@@ -371,8 +370,7 @@ def check(locales: Path, lang: str | None = None, source_path: Path = CONTENT_FI
         translations[code] = loaded
         po_lines[code] = lines
 
-    catalog = Catalog(source, translations, locales,
-                      {code: load_keyword_lists(locales, code) for code in [SOURCE_LANGUAGE, *translations]})
+    catalog = Catalog(source, translations, locales)  # reads every language's keyword files
     result.catalog = catalog
     readable = catalog.languages
 
