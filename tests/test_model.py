@@ -131,13 +131,14 @@ SCORED = [
     "me quiero morir", "¿Qué es HER2+?", "my mom has stage 4 stage 4 stage 4 with mets", "😢🙏 gracias",
     "I CANT BREATHE", "hola hola hola hola", "x", "qwzzkx vbnm", "5 kms from the hospital", "ß ﬁ ÆØÅ",
     ("she had a seizure last year but now she cant wake up and her breathing is slow " * 40)[:4096],
-    "a" * 4096, "ab " * 3000,
+    "a" * 4096, "ab " * 3000, "mama " + "supercalifragilisticexpialidocious" * 2 + " mama mia",
 ]
 
 
 @pytest.mark.parametrize("text", SCORED)
 def test_the_bot_scores_a_message_with_the_features_training_uses(model: Model, text: str) -> None:
-    """The bot's scorer (per-word n-gram columns, kept between messages) and training's
+    """The bot's scorer (each word's part of the scores kept between messages, repeated columns
+    and words too long to keep gathered apart) and training's
     (``features.vectorise``, numpy over the whole message) must read a message alike."""
     columns, values = vectorise(text, column_map(model.keys), model.idf)
     crisis = 1.0 / (1.0 + np.exp(-(values @ model.crisis_coef[columns] + model.crisis_intercept)))
@@ -150,12 +151,18 @@ def test_the_bot_scores_a_message_with_the_features_training_uses(model: Model, 
 
 
 def test_the_words_kept_between_messages_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    made_up = " ".join(f"word{i}x" for i in range(50))
+    unbounded = Model.load().score(made_up)
     monkeypatch.setattr(model_module, "WORD_CACHE", 10)
     fresh = Model.load()
-    made_up = " ".join(f"word{i}x" for i in range(50))
     first = fresh.score(made_up)
-    assert len(fresh._word_columns) <= 10
+    assert len(fresh._words) <= 10
     assert fresh.score(made_up) == first == Model.load().score(made_up)
+    # The 40 words past the table are scored as the 10 kept ones are.
+    assert first.crisis == pytest.approx(unbounded.crisis, abs=1e-12)
+    assert list(first.topics.values()) == pytest.approx(list(unbounded.topics.values()), abs=1e-12)
+    fresh.score("other words now")  # the table starts again between messages, never during one
+    assert fresh.score(made_up) == first
 
 
 def test_bad_examples_files_name_file_and_line(tmp_path) -> None:

@@ -66,13 +66,27 @@ def word_grams(word: str) -> list[int]:
 
 
 def word_buckets(words: Sequence[str]) -> list[int]:
-    """The buckets of the words and of each pair of neighbours: ``zlib.crc32`` of a word, salted;
-    a pair's two crc32s combined, salted."""
-    crcs = [zlib.crc32(word.encode()) for word in words]
-    result = [bucket((crc + _WORD_SALT) & _M64) for crc in crcs]
-    result.extend(bucket((first * _BASE + second + _PAIR_SALT) & _M64)
-                  for first, second in itertools.pairwise(crcs))
+    """The buckets of the words and of each pair of neighbours (:func:`word_bucket`,
+    :func:`pair_bucket`)."""
+    crcs = [word_crc(word) for word in words]
+    result = [word_bucket(crc) for crc in crcs]
+    result.extend(pair_bucket(first, second) for first, second in itertools.pairwise(crcs))
     return result
+
+
+def word_crc(word: str) -> int:
+    """What a word's and its pairs' buckets are made from: its ``zlib.crc32``."""
+    return zlib.crc32(word.encode())
+
+
+def word_bucket(crc: int) -> int:
+    """A word's bucket, from its :func:`word_crc`, salted."""
+    return bucket((crc + _WORD_SALT) & _M64)
+
+
+def pair_bucket(first: int, second: int) -> int:
+    """The bucket of two neighbouring words, from their :func:`word_crc`, combined and salted."""
+    return bucket((first * _BASE + second + _PAIR_SALT) & _M64)
 
 
 def words_of(text: str, plain: str | None = None) -> list[str]:

@@ -1,14 +1,13 @@
 """The learned classifiers: is a message a crisis, and which topic does it ask about.
 
 Two linear models over the features of :mod:`.features`, trained by ``mbcsms model train``
-(scikit-learn, at build time only) and shipped as arrays in ``weights/model.npz``. Scoring is a
-count of the message's known columns, their TF-IDF values, and one gather-and-dot of both
-models' weights at once: no scikit-learn. A word's character n-gram columns are computed once
-and kept (``WORD_CACHE`` words): most of a message's features are its words' n-grams, and most
-words of a message were seen before. On a request path that also runs Flask, SQLite and
-logging, numpy's per-call cost grows several-fold as the other work leaves the CPU caches cold
-(in-process requests of bench/profile_request.py: 450 us a message for the array version, 180 us
-alone); this path makes three numpy calls a message where the array version made about thirty.
+(scikit-learn, at build time only) and shipped as arrays in ``weights/model.npz``. No
+scikit-learn at run time: a word met before (``WORD_CACHE`` of them are kept) brings its known
+columns and its part of both models' scores, summed once over its character n-grams and its own
+column; a message adds up its words' parts, and only its word pairs and the columns it holds
+more than once (whose weight is 1 + log n, not n) are gathered from the weights. Three numpy
+calls a message: on a request path that also runs Flask, SQLite and logging, numpy's per-call
+cost grows several-fold as the other work leaves the CPU caches cold.
 
 - ``score``: both models on one message. ``Scores.crisis`` is the crisis model's probability;
   the bot treats a message as a crisis at ``crisis_threshold`` or above (chosen on out-of-fold
@@ -21,15 +20,17 @@ alone); this path makes three numpy calls a message where the array version made
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
-from .features import BITS, word_buckets, word_grams, words_of
+from .features import BITS, pair_bucket, word_bucket, word_crc, word_grams, words_of
 
 # Words whose n-gram columns are kept; past it the table starts again (a stream of made-up words
 # cannot grow it without bound). A word longer than CACHED_WORD is never kept.
@@ -56,6 +57,13 @@ class Scores:
         return max(self.topics, key=self.topics.__getitem__)
 
 
+class _Word(NamedTuple):
+    columns: tuple[int, ...]  # its n-grams' and its own known columns, repeats kept
+    slot: int  # its row of Model._table (idf * weights summed over columns); -1: not kept
+    squares: float  # sum of idf ** 2 over columns
+    crc: int  # features.word_crc, for its pairs
+
+
 class Model:
     def __init__(self, arrays: dict[str, np.ndarray], meta: dict[str, object]) -> None:
         self.meta = meta
@@ -66,7 +74,12 @@ class Model:
         self.idf = arrays["idf"].astype(np.float64)
         # Both models' weights side by side, one row a column: one gather and one product a
         # message. crisis_coef and topic_coef are views of it.
-        self._weights = np.column_stack((arrays["crisis_coef"], arrays["topic_coef"])).astype(np.float64)
+        weights = np.column_stack((arrays["crisis_coef"], arrays["topic_coef"])).astype(np.float64)
+        # Below them, a row a word met so far: its part of the score (see _word). One table, so
+        # that a message is one gather and one product.
+        self._table = np.zeros((len(weights) + WORD_CACHE, weights.shape[1]))
+        self._table[: len(weights)] = weights
+        self._weights = self._table[: len(weights)]
         self.crisis_coef = self._weights[:, 0]
         self.topic_coef = self._weights[:, 1:]  # (columns, topics)
         self.crisis_intercept = float(arrays["crisis_intercept"][0])
@@ -76,7 +89,7 @@ class Model:
         self.column: dict[int, int] = {int(key): i for i, key in enumerate(self.keys.tolist())}
         self._idf: list[float] = self.idf.tolist()
         self._intercepts: list[float] = [self.crisis_intercept, *self.topic_intercept.tolist()]
-        self._word_columns: dict[str, tuple[int, ...]] = {}
+        self._words: dict[str, _Word] = {}
         self.crisis_threshold = float(meta["crisis_threshold"])  # type: ignore[arg-type]
         self.topic_floor = float(meta["topic_floor"])  # type: ignore[arg-type]
         # The understander's decision points (chosen out of fold, like the two above): at or
@@ -101,41 +114,65 @@ class Model:
             raise ModelError(f"{path}: no readable metadata ({error})") from None
         return cls(arrays, meta)
 
-    def features(self, text: str, plain: str | None = None) -> tuple[list[int], list[float]]:
-        """The message's known columns and their TF-IDF values (1 + log count, times idf), not
-        yet scaled to unit length. ``plain``: the message already normalised
-        (``text.normalise``), if at hand."""
-        words = words_of(text, plain)
-        column = self.column.get
-        found = [col for word in words for col in self._columns_of(word)]
-        found.extend(col for b in word_buckets(words) if (col := column(b)) is not None)
-        idf = self._idf
-        counts = Counter(found)
-        if len(found) < len(_TF):  # no count can reach the table's end: no log to take
-            return list(counts), [_TF[n] * idf[col] for col, n in counts.items()]
-        return list(counts), [(1.0 + math.log(n)) * idf[col] for col, n in counts.items()]
-
-    def _columns_of(self, word: str) -> tuple[int, ...]:
-        """The columns of a word's character n-grams that the model knows (repeats kept)."""
-        found = self._word_columns.get(word)
-        if found is None:
-            column = self.column.get
-            found = tuple(col for b in word_grams(word) if (col := column(b)) is not None)
-            if len(word) <= CACHED_WORD:
-                if len(self._word_columns) >= WORD_CACHE:
-                    self._word_columns.clear()
-                self._word_columns[word] = found
-        return found
+    def _word(self, word: str) -> _Word:
+        """A word's known columns (its character n-grams' and its own, repeats kept) and their
+        part of the score, each occurrence counted once; kept for the next message."""
+        known = self._words.get(word)
+        if known is not None:
+            return known
+        column, idf = self.column.get, self._idf
+        crc = word_crc(word)
+        columns = [col for b in word_grams(word) if (col := column(b)) is not None]
+        if (own := column(word_bucket(crc))) is not None:
+            columns.append(own)
+        squares = math.fsum(idf[col] * idf[col] for col in columns)
+        if len(word) > CACHED_WORD or len(self._words) >= WORD_CACHE:
+            return _Word(tuple(columns), -1, squares, crc)
+        slot = len(self._weights) + len(self._words)
+        if columns:
+            self._table[slot] = self.idf.take(columns) @ self._weights.take(columns, axis=0)
+        else:
+            self._table[slot] = 0.0
+        known = self._words[word] = _Word(tuple(columns), slot, squares, crc)
+        return known
 
     def _logits(self, text: str, plain: str | None = None) -> list[float]:
-        """Both models' logits: the crisis model's first, then one a topic."""
-        columns, values = self.features(text, plain)
-        if not columns:
+        """Both models' logits: the crisis model's first, then one a topic. ``plain``: the
+        message already normalised (``text.normalise``), if at hand.
+
+        The features are ``features.vectorise``'s: sublinear TF-IDF, scaled to unit length. A
+        column met n times weighs (1 + log n) * idf; the kept word sums count it n * idf, which
+        is the same for the columns met once, so only the repeated ones and the word pairs (new
+        each message) are gathered here.
+        """
+        typed = words_of(text, plain)
+        if len(self._words) + len(typed) > WORD_CACHE:
+            # Between messages only: a row this message reads is never taken by another word.
+            self._words.clear()
+        words = [self._word(word) for word in typed]
+        kept = [word for word in words if word.slot >= 0]
+        column, idf = self.column.get, self._idf
+        # Gathered one by one: the word pairs (new each message) and the words too long to keep.
+        loose = [col for first, second in itertools.pairwise(word.crc for word in words)
+                 if (col := column(pair_bucket(first, second))) is not None]
+        loose.extend(col for word in words if word.slot < 0 for col in word.columns)
+        counts = Counter(itertools.chain(loose, *(word.columns for word in kept)))
+        if not counts:
             return list(self._intercepts)
-        norm = math.hypot(*values)
-        products = (np.fromiter(values, dtype=np.float64, count=len(values))
-                    @ self._weights.take(columns, axis=0)).tolist()
-        return [p / norm + b for p, b in zip(products, self._intercepts, strict=True)]
+        squares = math.fsum([*(word.squares for word in kept), *(idf[col] * idf[col] for col in loose)])
+        rows = [word.slot for word in kept]
+        scale = [1.0] * len(rows)
+        rows.extend(loose)
+        scale.extend(idf[col] for col in loose)
+        for col, n in counts.items():
+            if n > 1:
+                tf = _TF[n] if n < len(_TF) else 1.0 + math.log(n)
+                rows.append(col)
+                scale.append((tf - n) * idf[col])
+                squares += (tf * tf - n) * idf[col] * idf[col]
+        total = np.fromiter(scale, dtype=np.float64, count=len(scale)) @ self._table.take(rows, axis=0)
+        norm = math.sqrt(squares)
+        return [p / norm + b for p, b in zip(total.tolist(), self._intercepts, strict=True)]
 
     def crisis_probability(self, text: str) -> float:
         return _sigmoid(self._logits(text)[0])
