@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import hmac
 import logging
+from collections.abc import Iterator
 from functools import lru_cache
 
 from flask import Blueprint, Response, current_app, request
 from twilio.request_validator import RequestValidator, get_signature_algorithm
 from twilio.twiml.messaging_response import MessagingResponse
+from werkzeug.datastructures import MultiDict
 
 from . import logs
 from .bot import Bot, Inbound, OptOutNotRecorded
@@ -41,7 +43,7 @@ def _signed_with(validator: RequestValidator) -> bool:
     if not signature:
         return False
     algorithm = get_signature_algorithm(request.headers.get("X-Twilio-Webhooks-Signature-Settings"))
-    url, form = called_url(), request.form
+    url, form = called_url(), _Params(request.form)
     # validate() always computes two HMACs, for the URL with and without its port. The URL as
     # it came (which is one of those two) is almost always the one Twilio signed: when it
     # matches, validate() would say True too, for half the work. Otherwise ask validate(), for
@@ -57,6 +59,26 @@ def _signed_with(validator: RequestValidator) -> bool:
         return True
     candidates = dict.fromkeys((url, request.url))  # both, or one when they are the same
     return any(validator.validate(each, form, signature, algorithm) for each in candidates)
+
+
+class _Params:
+    """The form as Twilio's validator reads it. It asks a form for ``getall`` first (Werkzeug's
+    MultiDict has ``getlist``), and an AttributeError for each field, every request, cost a
+    third of the signature's time."""
+
+    __slots__ = ("form",)
+
+    def __init__(self, form: MultiDict[str, str]) -> None:
+        self.form = form
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.form)
+
+    def __len__(self) -> int:
+        return len(self.form)
+
+    def getall(self, name: str) -> list[str]:
+        return self.form.getlist(name)
 
 
 def called_url() -> str:
