@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 _CHANNEL = re.compile(r"^[a-z]+:", re.IGNORECASE)
 _NOT_DIGIT = re.compile(r"[^0-9]")
@@ -23,7 +24,7 @@ def normalise_address(address: str) -> str:
 
 def keyed_hash(secret: str, value: str, purpose: str) -> str:
     """HMAC-SHA256 of ``value``; ``purpose`` keeps a sender key from equalling a message key."""
-    return hmac.new(secret.encode(), f"{purpose}:{value}".encode(), hashlib.sha256).hexdigest()
+    return hmac.digest(secret.encode(), f"{purpose}:{value}".encode(), "sha256").hex()
 
 
 def sender_key(secret: str, address: str) -> str:
@@ -37,6 +38,7 @@ def message_key(secret: str, message_sid: str, sender: str, body: str) -> str:
     return keyed_hash(secret, f"{message_sid}\0{sender}\0{body}", "message")
 
 
+@lru_cache(maxsize=8)
 def key_id(secret: str) -> str:
     """Which secret a stored sender key was made with, without the secret: 8 hex characters of
     an HMAC of a constant. ``mbcsms keys`` counts rows per key id, so an operator can tell when
