@@ -28,6 +28,7 @@ EMOJI_LABELS = frozenset({"thanks", "ack", "goodbye", "greeting", "feelings"})
 
 _APOSTROPHES = re.compile(r"['’‘`´]")
 _NOT_WORD = re.compile(r"[^a-z0-9]+")
+_DIGIT = re.compile(r"[0-9]")
 _LETTER_DIGIT = re.compile(r"(?<=[a-z])(?=[0-9])|(?<=[0-9])(?=[a-z])")
 # "5 kms" is a distance; "kms" alone is texting slang for "kill myself".
 _DISTANCE = re.compile(r"\b([0-9]+) kms?\b")
@@ -90,8 +91,9 @@ def normalise(text: str) -> str:
     else:
         decomposed = unicodedata.normalize("NFKD", text.translate(emoji_table()).casefold())
         plain = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-    plain = _APOSTROPHES.sub("", plain)
-    plain = _NOT_WORD.sub(" ", plain)
+    plain = _NOT_WORD.sub(" ", _APOSTROPHES.sub("", plain))
+    if _DIGIT.search(plain) is None:  # most messages: no "her2" to split, no "5 kms" to read
+        return plain.strip()
     return _DISTANCE.sub(r"\1 kilometers", _LETTER_DIGIT.sub(" ", plain)).strip()
 
 
