@@ -47,10 +47,11 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 
 from ..catalog import Catalog, TopicKind
 from .keywords import ALONE_SLACK, NOT_CRISIS, Keyword, KeywordTables, PhraseTable, scan
-from .model import Model, Scores
+from .model import WORD_CACHE, Model, Scores
 from .text import emoji_label, normalise, tokenize
 
 # A message longer than this is read only in part: enough for any question, and a 5,000
@@ -147,6 +148,9 @@ class Understander:
         self.catalog = catalog
         self.tables = tables = KeywordTables(catalog)
         self.model = model if model is not None else Model.load()
+        # A word's correction depends on the tables alone: worked out once a word (the typo
+        # index's search is the costly part), for as many words as the model keeps.
+        self._correct = lru_cache(maxsize=WORD_CACHE)(self._correct)  # type: ignore[method-assign]
         self.languages = tables.languages
         self.stemmers = tables.stemmers
         self.vocabulary = tables.vocabulary
