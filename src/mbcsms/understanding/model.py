@@ -5,7 +5,7 @@ Two linear models over the features of :mod:`.features`, trained by ``mbcsms mod
 scikit-learn at run time: a word met before (``WORD_CACHE`` of them are kept) brings its known
 columns and its part of both models' scores, summed once over its character n-grams and its own
 column; a message adds up its words' parts, and only its word pairs and the columns it holds
-more than once (whose weight is 1 + log n, not n) are gathered from the weights. Three numpy
+more than once (whose weight is 1 + log n, not n) are gathered from the weights. Four numpy
 calls a message: on a request path that also runs Flask, SQLite and logging, numpy's per-call
 cost grows several-fold as the other work leaves the CPU caches cold.
 
