@@ -71,6 +71,7 @@ def test_metrics_count_replies_opt_changes_and_crises_without_a_number_or_hash(c
     before = client.get("/metrics", headers=BEARER).get_data(as_text=True)
     for body in ("HER2", "que es her2", "I want to kill myself", "STOP", "START", "MENU"):
         assert post_signed(client, body).status_code == 200
+        assert client.get("/livez").status_code == 200  # timed: POST /sms alone
     text = client.get("/metrics", headers=BEARER).get_data(as_text=True)
 
     def grew(series: str) -> float:

@@ -21,6 +21,8 @@ from .conversation import Reply
 
 blueprint = Blueprint("webhook", __name__)
 
+# Where Twilio posts messages (the number's webhook URL ends with it).
+WEBHOOK_PATH = "/sms"
 # Twilio's own limit for one message body; a longer reply would be refused.
 MAX_BODY = 1600
 
@@ -109,7 +111,7 @@ def twiml(reply: Reply | None) -> Response:
     return Response(text, status=200, content_type="text/xml; charset=utf-8")
 
 
-@blueprint.post("/sms")
+@blueprint.post(WEBHOOK_PATH)
 def sms() -> Response:
     if not signature_is_valid(current_app.config["MBCSMS_VALIDATORS"]):
         logs.event("signature_rejected", logging.WARNING, status=403)
