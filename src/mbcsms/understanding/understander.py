@@ -160,7 +160,13 @@ class Understander:
         self.feelings = {lang: {tuple(self.stemmers[lang](w) for w in tokenize(phrase))
                                 for phrase in catalog.words("feelings", lang)} - {()}
                          for lang in self.languages}
-        self.feeling_longest = max((len(p) for table in self.feelings.values() for p in table), default=0)
+        # For each word a feelings phrase starts with, its longest such phrase: only where a
+        # message has one of those words is a phrase looked for.
+        self.feeling_starts: dict[str, dict[str, int]] = {lang: {} for lang in self.languages}
+        for lang, table in self.feelings.items():
+            for phrase in table:
+                starts = self.feeling_starts[lang]
+                starts[phrase[0]] = max(starts.get(phrase[0], 0), len(phrase))
         for lang in tables.without_crisis:
             # Still screened by every other language's phrases and by the model: say so, once.
             from .. import logs
@@ -333,13 +339,11 @@ class Understander:
             return True
         if any(emoji_label(word) == FEELINGS for word in words):
             return True
-        longest = self.feeling_longest
         for code, table in self.feelings.items():
-            if not table:
-                continue
+            starts = self.feeling_starts[code]
             found = stems[code][: len(words)]
-            for start in range(len(found)):
-                for length in range(1, min(longest, len(found) - start) + 1):
+            for start, stem in enumerate(found):
+                for length in range(1, min(starts.get(stem, 0), len(found) - start) + 1):
                     if tuple(found[start : start + length]) in table:
                         return True
         return False
