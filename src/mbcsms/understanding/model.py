@@ -149,7 +149,8 @@ class Model:
         if len(self._words) + len(typed) > WORD_CACHE:
             # Between messages only: a row this message reads is never taken by another word.
             self._words.clear()
-        words = [self._word(word) for word in typed]
+        known = self._words.get
+        words = [known(word) or self._word(word) for word in typed]
         kept = [word for word in words if word.slot >= 0]
         column, idf = self.column.get, self._idf
         # Gathered one by one: the word pairs (new each message) and the words too long to keep.
