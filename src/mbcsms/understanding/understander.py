@@ -398,15 +398,16 @@ class Understander:
                 return keyword, calm
             calm.update(range(position, position + length))
         single = self.tables.crisis_words[code]
-        for position, (word, as_typed) in enumerate(zip(words, typed, strict=True)):
-            if word in single and position not in calm and (word == as_typed or word[0] == as_typed[:1]):
-                return single[word], calm
+        if not single.keys().isdisjoint(words):  # most messages hold no crisis word at all
+            for position, (word, as_typed) in enumerate(zip(words, typed, strict=True)):
+                if word in single and position not in calm and (word == as_typed or word[0] == as_typed[:1]):
+                    return single[word], calm
         together = self.tables.crisis_together[code]
         # Only the rules filed under a word of this message can match: usually none. In the
         # message's order (not a set's, which varies with the process's hash seed), so the same
         # rule is named for the same message every time.
-        candidates = [rule for word in dict.fromkeys(stems) for rule in together.get(word, ())]
-        if candidates:
+        if not together.keys().isdisjoint(stems):
+            candidates = [rule for word in dict.fromkeys(stems) for rule in together.get(word, ())]
             # Where each stem stands, outside calm phrases ("if I get a fever" is a question).
             where: dict[str, list[int]] = defaultdict(list)
             for position, word in enumerate(stems):
