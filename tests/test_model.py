@@ -9,6 +9,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -214,3 +215,22 @@ def test_first_contact_with_a_new_set_scores_the_model_and_the_phrase_rules(tmp_
     assert result.exit_code == 0, result.output
     assert "w10  crisis recall 100.0% (1/1)" in result.output
     assert "| rules: recall 100.0% false alarms 0.0%" in result.output
+
+
+def test_threads_scoring_at_once_each_read_their_own_words(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A threaded server (``mbcsms serve --dev``) scores messages at once: a small word table,
+    started again between messages, must never hand one message's rows to another's words."""
+    messages = [" ".join(f"w{i}x{j}" for j in range(5)) for i in range(60)]
+    expected = [Model.load().score(message) for message in messages]
+    monkeypatch.setattr(model_module, "WORD_CACHE", 8)
+    shared = Model.load()
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads take turns as often as they can
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            for _ in range(20):
+                for got, want in zip(pool.map(shared.score, messages), expected, strict=True):
+                    assert got.crisis == pytest.approx(want.crisis, abs=1e-12)
+                    assert list(got.topics.values()) == pytest.approx(list(want.topics.values()), abs=1e-12)
+    finally:
+        sys.setswitchinterval(previous)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import threading
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,6 +91,7 @@ class Model:
         self._idf: list[float] = self.idf.tolist()
         self._intercepts: list[float] = [self.crisis_intercept, *self.topic_intercept.tolist()]
         self._words: dict[str, _Word] = {}
+        self._lock = threading.Lock()
         self.crisis_threshold = float(meta["crisis_threshold"])  # type: ignore[arg-type]
         self.topic_floor = float(meta["topic_floor"])  # type: ignore[arg-type]
         # The understander's decision points (chosen out of fold, like the two above): at or
@@ -146,34 +148,37 @@ class Model:
         each message) are gathered here.
         """
         typed = words_of(text, plain)
-        if len(self._words) + len(typed) > WORD_CACHE:
-            # Between messages only: a row this message reads is never taken by another word.
-            self._words.clear()
-        known = self._words.get
-        words = [known(word) or self._word(word) for word in typed]
-        kept = [word for word in words if word.slot >= 0]
-        column, idf = self.column.get, self._idf
-        # Gathered one by one: the word pairs (new each message) and the words too long to keep.
-        loose = [col for first, second in itertools.pairwise(word.crc for word in words)
-                 if (col := column(pair_bucket(first, second))) is not None]
-        loose.extend(col for word in words if word.slot < 0 for col in word.columns)
-        counts = Counter(itertools.chain(loose, *(word.columns for word in kept)))
-        if not counts:
-            return list(self._intercepts)
-        squares = math.fsum([*(word.squares for word in kept), *(idf[col] * idf[col] for col in loose)])
-        rows = [word.slot for word in kept]
-        scale = [1.0] * len(rows)
-        rows.extend(loose)
-        scale.extend(idf[col] for col in loose)
-        for col, n in counts.items():
-            if n > 1:
-                tf = _TF[n] if n < len(_TF) else 1.0 + math.log(n)
-                rows.append(col)
-                scale.append((tf - n) * idf[col])
-                squares += (tf * tf - n) * idf[col] * idf[col]
-        total = np.fromiter(scale, dtype=np.float64, count=len(scale)) @ self._table.take(rows, axis=0)
-        norm = math.sqrt(squares)
-        return [p / norm + b for p, b in zip(total.tolist(), self._intercepts, strict=True)]
+        # One message at a time (a threaded server): a message's word rows must not be taken by
+        # another's words after a clear of the table until they are read.
+        with self._lock:
+            if len(self._words) + len(typed) > WORD_CACHE:
+                # Between messages only: a row this message reads is never taken by another word.
+                self._words.clear()
+            known = self._words.get
+            words = [known(word) or self._word(word) for word in typed]
+            kept = [word for word in words if word.slot >= 0]
+            column, idf = self.column.get, self._idf
+            # Gathered one by one: the word pairs (new each message) and the words too long to keep.
+            loose = [col for first, second in itertools.pairwise(word.crc for word in words)
+                     if (col := column(pair_bucket(first, second))) is not None]
+            loose.extend(col for word in words if word.slot < 0 for col in word.columns)
+            counts = Counter(itertools.chain(loose, *(word.columns for word in kept)))
+            if not counts:
+                return list(self._intercepts)
+            squares = math.fsum([*(word.squares for word in kept), *(idf[col] * idf[col] for col in loose)])
+            rows = [word.slot for word in kept]
+            scale = [1.0] * len(rows)
+            rows.extend(loose)
+            scale.extend(idf[col] for col in loose)
+            for col, n in counts.items():
+                if n > 1:
+                    tf = _TF[n] if n < len(_TF) else 1.0 + math.log(n)
+                    rows.append(col)
+                    scale.append((tf - n) * idf[col])
+                    squares += (tf * tf - n) * idf[col] * idf[col]
+            total = np.fromiter(scale, dtype=np.float64, count=len(scale)) @ self._table.take(rows, axis=0)
+            norm = math.sqrt(squares)
+            return [p / norm + b for p, b in zip(total.tolist(), self._intercepts, strict=True)]
 
     def crisis_probability(self, text: str) -> float:
         return _sigmoid(self._logits(text)[0])
