@@ -157,16 +157,12 @@ class Understander:
         self.crisis = tables.crisis
         self.phrases = tables.phrases
         self.control = tables.control
-        self.feelings = {lang: {tuple(self.stemmers[lang](w) for w in tokenize(phrase))
-                                for phrase in catalog.words("feelings", lang)} - {()}
-                         for lang in self.languages}
-        # For each word a feelings phrase starts with, its longest such phrase: only where a
-        # message has one of those words is a phrase looked for.
-        self.feeling_starts: dict[str, dict[str, int]] = {lang: {} for lang in self.languages}
+        # Feelings phrases by their stems, found by the same scan as every other phrase table.
+        self.feelings = {lang: PhraseTable() for lang in self.languages}
         for lang, table in self.feelings.items():
-            for phrase in table:
-                starts = self.feeling_starts[lang]
-                starts[phrase[0]] = max(starts.get(phrase[0], 0), len(phrase))
+            for order, phrase in enumerate(catalog.words("feelings", lang)):
+                if key := tuple(self.stemmers[lang](w) for w in tokenize(phrase)):
+                    table.setdefault(key, Keyword(FEELINGS, lang, 1.0, order, text=phrase))
         for lang in tables.without_crisis:
             # Still screened by every other language's phrases and by the model: say so, once.
             from .. import logs
@@ -339,14 +335,7 @@ class Understander:
             return True
         if any(emoji_label(word) == FEELINGS for word in words):
             return True
-        for code, table in self.feelings.items():
-            starts = self.feeling_starts[code]
-            found = stems[code][: len(words)]
-            for start, stem in enumerate(found):
-                for length in range(1, min(starts.get(stem, 0), len(found) - start) + 1):
-                    if tuple(found[start : start + length]) in table:
-                        return True
-        return False
+        return any(scan(stems[code][: len(words)], table) for code, table in self.feelings.items())
 
     # -- stage 3: the crisis rules -------------------------------------------------------------
 
