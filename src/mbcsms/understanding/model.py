@@ -33,8 +33,9 @@ import numpy as np
 
 from .features import BITS, pair_bucket, word_bucket, word_crc, word_grams, words_of
 
-# Words whose n-gram columns are kept; past it the table starts again (a stream of made-up words
-# cannot grow it without bound). A word longer than CACHED_WORD is never kept.
+# Words kept with their columns and their row of the score (one float64 for each of both
+# models' outputs); past it the table starts again (a stream of made-up words cannot grow it without
+# bound). A word longer than CACHED_WORD is never kept.
 WORD_CACHE = 50_000
 CACHED_WORD = 40
 # Sublinear term frequency, 1 + log(count), for the counts a message of a few hundred words has.
@@ -117,11 +118,9 @@ class Model:
         return cls(arrays, meta)
 
     def _word(self, word: str) -> _Word:
-        """A word's known columns (its character n-grams' and its own, repeats kept) and their
-        part of the score, each occurrence counted once; kept for the next message."""
-        known = self._words.get(word)
-        if known is not None:
-            return known
+        """A word not kept yet: its known columns (its character n-grams' and its own, repeats
+        kept) and their part of the score, each occurrence counted once; kept, while there is
+        room, for the next message."""
         column, idf = self.column.get, self._idf
         crc = word_crc(word)
         columns = [col for b in word_grams(word) if (col := column(b)) is not None]
@@ -148,11 +147,10 @@ class Model:
         each message) are gathered here.
         """
         typed = words_of(text, plain)
-        # One message at a time (a threaded server): a message's word rows must not be taken by
-        # another's words after a clear of the table until they are read.
+        # The table starts again only between messages, and one message is scored at a time (a
+        # threaded server): no row a message reads is taken by another word before it is read.
         with self._lock:
             if len(self._words) + len(typed) > WORD_CACHE:
-                # Between messages only: a row this message reads is never taken by another word.
                 self._words.clear()
             known = self._words.get
             words = [known(word) or self._word(word) for word in typed]
