@@ -23,19 +23,32 @@ ALLOWED_FIELDS = (
 _ALLOWED = frozenset(ALLOWED_FIELDS)
 
 
+# One encoder for every line: json.dumps with any option builds a new one each call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False)
+
+
 class JsonFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__()
+        self._stamp = (-1, "")  # (a second, its time text): one tuple, replaced whole (threads)
+
     def format(self, record: logging.LogRecord) -> str:
+        second, stamp = self._stamp
+        if int(record.created) != second:  # a busy worker logs many lines a second
+            second = int(record.created)
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._stamp = (second, stamp)
         entry: dict[str, object] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "time": f"{stamp}.{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "event": record.getMessage(),
         }
+        fields = record.__dict__
         for name in ALLOWED_FIELDS:
-            value = getattr(record, name, None)
+            value = fields.get(name)
             if value is not None:
                 entry[name] = value
-        return json.dumps(entry, ensure_ascii=False)
+        return _ENCODER.encode(entry)
 
 
 class _StdoutHandler(logging.StreamHandler[TextIO]):
