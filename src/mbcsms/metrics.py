@@ -70,6 +70,9 @@ class Recorder:
         catalog = bot.conversation.catalog
         self.topics = frozenset(topic.id for topic in catalog.source.topics) | frozenset(SPECIAL_TOPICS)
         self.languages = frozenset(catalog.languages)
+        # Each label pair's counter, found once (labels() validates and locks every call);
+        # bounded by the fixed sets above.
+        self._replies: dict[tuple[str, str], Counter] = {}
 
     def event(self, name: str, amount: float) -> None:
         counter = _BY_EVENT.get(name)
@@ -79,7 +82,11 @@ class Recorder:
             EVENTS.labels(name).inc(amount)
 
     def reply(self, topic: str, lang: str) -> None:
-        REPLIES.labels(topic if topic in self.topics else OTHER, lang if lang in self.languages else OTHER).inc()
+        labels = (topic if topic in self.topics else OTHER, lang if lang in self.languages else OTHER)
+        counter = self._replies.get(labels)
+        if counter is None:
+            counter = self._replies[labels] = REPLIES.labels(*labels)
+        counter.inc()
         if topic == "crisis":
             CRISIS.inc()
         elif topic == "stop":

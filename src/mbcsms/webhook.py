@@ -41,10 +41,11 @@ def signature_is_valid(validators: tuple[RequestValidator, ...] | None) -> bool:
 
 
 def _signed_with(validator: RequestValidator) -> bool:
-    signature = request.headers.get("X-Twilio-Signature")
+    headers = request.headers  # each use of Flask's request proxy costs a context lookup
+    signature = headers.get("X-Twilio-Signature")
     if not signature:
         return False
-    algorithm = get_signature_algorithm(request.headers.get("X-Twilio-Webhooks-Signature-Settings"))
+    algorithm = get_signature_algorithm(headers.get("X-Twilio-Webhooks-Signature-Settings"))
     url, form = called_url(), _Params(request.form)
     # validate() always computes two HMACs, for the URL with and without its port. The URL as
     # it came (which is one of those two) is almost always the one Twilio signed: when it
@@ -90,7 +91,8 @@ def called_url() -> str:
     came (gunicorn's RAW_URI, Werkzeug's REQUEST_URI), because ``request.url`` decodes
     percent-escapes in the query ("?next=%2F" becomes "?next=/") and would fail a true signature.
     """
-    raw = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI")
+    environ = request.environ
+    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
     if isinstance(raw, str) and raw.startswith("/"):
         return f"{request.scheme}://{request.host}{raw}"
     return request.url
@@ -116,11 +118,12 @@ def sms() -> Response:
     if not signature_is_valid(current_app.config["MBCSMS_VALIDATORS"]):
         logs.event("signature_rejected", logging.WARNING, status=403)
         return Response("Forbidden\n", status=403, content_type="text/plain")
+    form = request.form
     inbound = Inbound(
-        sender=request.form.get("From") or None,
-        body=request.form.get("Body", ""),
-        message_sid=request.form.get("MessageSid") or request.form.get("SmsSid") or None,
-        media=_num_media(request.form.get("NumMedia")),
+        sender=form.get("From") or None,
+        body=form.get("Body", ""),
+        message_sid=form.get("MessageSid") or form.get("SmsSid") or None,
+        media=_num_media(form.get("NumMedia")),
     )
     try:
         reply = bot().answer(inbound)
