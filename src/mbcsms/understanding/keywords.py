@@ -89,8 +89,10 @@ class PhraseTable(dict[tuple[str, ...], Keyword]):
 def scan(words: list[str], table: PhraseTable) -> list[tuple[Keyword, int, int]]:
     """Longest phrases of ``table`` found in ``words``, left to right, without overlap:
     (keyword, its length in words, where it starts)."""
-    hits = []
     longest = table.longest
+    if longest.keys().isdisjoint(words):  # most messages start no crisis or feelings phrase at all
+        return []
+    hits = []
     position, count = 0, len(words)
     while position < count:
         most = longest.get(words[position], 0)

@@ -52,7 +52,7 @@ from functools import lru_cache
 from ..catalog import Catalog, TopicKind
 from .keywords import ALONE_SLACK, NOT_CRISIS, Keyword, KeywordTables, PhraseTable, scan
 from .model import WORD_CACHE, Model, Scores
-from .text import emoji_label, normalise, tokenize
+from .text import EMOJI_WORD, emoji_label, normalise, tokenize
 
 # A message longer than this is read only in part: enough for any question, and a 5,000
 # character body cannot make the request path slow.
@@ -151,6 +151,9 @@ class Understander:
         # A word's correction depends on the tables alone: worked out once a word (the typo
         # index's search is the costly part), for as many words as the model keeps.
         self._correct = lru_cache(maxsize=WORD_CACHE)(self._correct)  # type: ignore[method-assign]
+        # A word's stems in each language (in ``languages``' order), as often: Snowball is a call
+        # a word and a language, and a message's words are mostly words met before.
+        self._stems = lru_cache(maxsize=WORD_CACHE)(self._stems)  # type: ignore[method-assign]
         self.languages = tables.languages
         self.stemmers = tables.stemmers
         self.vocabulary = tables.vocabulary
@@ -198,6 +201,9 @@ class Understander:
                 return min(nearest)
         return token
 
+    def _stems(self, word: str) -> tuple[str, ...]:
+        return tuple(self.stemmers[code](word) for code in self.languages)
+
     # -- stage 6: language ---------------------------------------------------------------------
 
     def _letter_hint(self, text: str) -> str | None:
@@ -218,7 +224,8 @@ class Understander:
                 continue
             langs = self.vocabulary.get(word)
             if langs is None:  # another form of a keyword ("holaa", "curarse") still tells
-                langs = {code for code in self.languages if self.stemmers[code](word) in known_stems[code]}
+                langs = {code for code, stem in zip(self.languages, self._stems(word), strict=True)
+                         if stem in known_stems[code]}
             for lang in langs:
                 counts[lang] += 1
         if not counts:
@@ -239,7 +246,8 @@ class Understander:
         tokens = every[:MAX_TOKENS]
         words = self._corrected(tokens)
         whole = words + every[MAX_TOKENS:]
-        stems = {code: [self.stemmers[code](word) for word in whole] for code in self.languages}
+        stemmed = [self._stems(word) for word in whole]
+        stems = {code: [each[i] for each in stemmed] for i, code in enumerate(self.languages)}
         return _Reading(plain, every, tokens, words, whole, stems)
 
     def _command_words(self, tokens: list[str]) -> tuple[str, ...]:
@@ -256,6 +264,8 @@ class Understander:
         lang = self.language(tokens) or self.language(words) or self._letter_hint(text)
         if not words:
             return Understanding(Understood.EMPTY, None, lang)
+        # An emoji is read as a word starting "emoji" ("emojifeelings"): most messages hold none.
+        emoji = EMOJI_WORD in reading.plain
 
         # Stage 3, crisis: the phrase rules first; the model's verdict comes after the commands.
         keyword, calm = self.crisis_rule(reading.whole, every, stems)
@@ -267,7 +277,8 @@ class Understander:
         # that is exactly a command ("stop please", "HELP") is that command, as before the
         # model: the model's crisis verdict applies to every other message.
         # An emoji beside a command ("español 🙏") is not part of it.
-        tokens = [word for word in tokens if not emoji_label(word)] or tokens
+        if emoji:
+            tokens = [word for word in tokens if not emoji_label(word)] or tokens
         command = self._command_words(tokens)
         control = self._command(command, tokens)
         if control is not None:
@@ -294,8 +305,8 @@ class Understander:
             return Understanding(Understood.CRISIS, "crisis", lang)
 
         # Stage 5, topic.
-        feeling = self.expresses_feeling(scores, stems, words)
-        labels = {label for word in words if (label := emoji_label(word))}
+        feeling = self.expresses_feeling(scores, stems, words, emoji)
+        labels = {label for word in words if (label := emoji_label(word))} if emoji else set()
         if labels and all(emoji_label(word) for word in words):
             # Only emoji: what they say; feelings first (a 😢 with a 🙏 is not a thank-you).
             label = FEELINGS if FEELINGS in labels else min(labels)
@@ -330,10 +341,12 @@ class Understander:
         outside = [word for position, word in enumerate(every) if position not in calm]
         return " ".join(outside) if len(outside) > CALM_SLACK else None
 
-    def expresses_feeling(self, scores: Scores, stems: dict[str, list[str]], words: list[str]) -> bool:
+    def expresses_feeling(self, scores: Scores, stems: dict[str, list[str]], words: list[str],
+                          emoji: bool = True) -> bool:
+        """``emoji``: whether the words may hold an emoji (False: they hold none)."""
         if scores.topics.get(FEELINGS, 0.0) >= self.model.feeling_bar:
             return True
-        if any(emoji_label(word) == FEELINGS for word in words):
+        if emoji and any(emoji_label(word) == FEELINGS for word in words):
             return True
         return any(scan(stems[code][: len(words)], table) for code, table in self.feelings.items())
 
