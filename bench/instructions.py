@@ -5,8 +5,9 @@ machine as on an idle one, where timings on a shared VM vary by a fifth from run
     .venv/bin/python bench/instructions.py                       # this checkout
     .venv/bin/python bench/instructions.py --baseline /work/wt/base  # and another, with its venv
 
-Each checkout's app is called in-process as gunicorn calls it (``profile_request.environs``:
-signed, varied requests, a MessageSid each, a real SQLite file), once for ``--few`` and once for
+Each checkout's app is called in-process as gunicorn calls it, with the same requests for both
+(this directory's ``profile_request.environs``: signed, varied requests with the fields
+``load.py`` sends, a MessageSid each, a real SQLite file), once for ``--few`` and once for
 ``--many`` requests after the same warm-up; the difference, divided by the difference in
 requests, is what one request costs: start-up and warm-up cancel out. Printed: instructions
 and first-level data cache misses a request. Gunicorn's own work (accept, parse, write, access
@@ -30,10 +31,11 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
-# Run inside each checkout (its bench/ and src/ first on the path), under valgrind.
+# Run inside each checkout (its src/ first on the path, and this bench/ for the requests: both
+# checkouts get the same ones), under valgrind.
 _REQUESTS = """
 import collections, os, sys, tempfile
-sys.path[:0] = ["bench", "src"]
+sys.path[:0] = [sys.argv[4], "src"]
 import profile_request as pr
 from mbcsms import create_app
 work = tempfile.mkdtemp()
@@ -55,7 +57,7 @@ def counted(checkout: Path, warm: int, count: int, most: int) -> tuple[int, int]
     try:
         result = subprocess.run(
             ["valgrind", "--tool=cachegrind", "--cache-sim=yes", "--cachegrind-out-file=/dev/null",
-             str(python), script.name, str(warm), str(count), str(most)],
+             str(python), script.name, str(warm), str(count), str(most), str(HERE)],
             cwd=checkout, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ""}, check=False,
         )
     finally:
@@ -77,7 +79,9 @@ def per_request(checkout: Path, warm: int, few: int, many: int) -> tuple[float, 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--baseline", type=Path, help="another checkout with its own .venv")
-    parser.add_argument("--warm", type=int, default=300, help="requests before counting")
+    # bench/load.py sends its distinct messages (about 1,400) over and over: counted after each
+    # was seen once, as in its rounds (a message's first sight fills the bot's word caches).
+    parser.add_argument("--warm", type=int, default=1500, help="requests before counting")
     parser.add_argument("--few", type=int, default=50)
     parser.add_argument("--many", type=int, default=550)
     args = parser.parse_args()

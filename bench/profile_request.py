@@ -43,9 +43,11 @@ def environs(count: int) -> list[Environ]:
     messages = load_messages()
     result = []
     for i in range(count):
+        # The fields bench/load.py sends, as Twilio does (NumMedia among them).
         form = {
-            "To": "+15550009999", "From": f"+1555{i // MESSAGES_PER_SENDER:08d}",
+            "ToCountry": "US", "To": "+15550009999", "From": f"+1555{i // MESSAGES_PER_SENDER:08d}",
             "Body": messages[i % len(messages)], "MessageSid": f"SM{i:032d}", "AccountSid": "AC" + "0" * 32,
+            "NumMedia": "0", "ApiVersion": "2010-04-01",
         }
         body = urllib.parse.urlencode(form).encode()
         result.append({
