@@ -72,7 +72,7 @@ def evaluate(locales: Path | None, new_sets: tuple[Path, ...], model_path: Path 
     """Leave-one-set-out crisis recall, false alarms and topic accuracy per set and language,
     and the operating thresholds; or, with --on, the shipped model on sets it never saw."""
     from .evaluate import first_contact, read_set_dir, report
-    from .examples import ExamplesError, load_examples
+    from .examples import ExamplesError, load_examples_hashed
 
     try:
         if new_sets:
@@ -87,10 +87,10 @@ def evaluate(locales: Path | None, new_sets: tuple[Path, ...], model_path: Path 
             return
         from .train import Encoded, cached_out_of_fold, operating_points
 
-        examples = load_examples(locales)
+        examples, corpus_hash = load_examples_hashed(locales)
         click.echo(f"leave one set out: {len(examples)} examples in "
                    f"{len({e.set for e in examples})} sets", err=True)
-        oof = cached_out_of_fold(Encoded.of(examples), locales, _progress, oof_cache)
+        oof = cached_out_of_fold(Encoded.of(examples), corpus_hash, _progress, oof_cache)
     except ExamplesError as error:
         raise click.ClickException(str(error)) from None
     _report(oof, operating_points(oof))

@@ -113,6 +113,17 @@ def load_examples(locales: Path | None = None) -> list[Example]:
     return examples
 
 
+def load_examples_hashed(locales: Path | None = None) -> tuple[list[Example], str]:
+    """``load_examples`` and the ``examples_hash`` of what was read: a model records the hash of
+    the examples it learned from, however long training takes and whatever is edited meanwhile
+    (an edit while they are read is refused)."""
+    before = examples_hash(locales)
+    examples = load_examples(locales)
+    if examples_hash(locales) != before:
+        raise ExamplesError("the examples files changed while they were read: run the command again")
+    return examples, before
+
+
 def examples_hash(locales: Path | None = None) -> str:
     """sha256 over every examples file's path (relative to ``locales``) and bytes, by path."""
     locales = locales or repo_locales_dir()

@@ -48,7 +48,7 @@ import numpy as np
 
 from ..understanding.features import BITS, column_map, ngram_buckets, tfidf
 from ..understanding.model import FORMAT, WEIGHTS, Model
-from .examples import FEELINGS, OUT_OF_SCOPE, TOPIC_LABELS, Example, examples_hash, load_examples
+from .examples import FEELINGS, OUT_OF_SCOPE, TOPIC_LABELS, Example, load_examples_hashed
 
 if TYPE_CHECKING:
     from scipy.sparse import csr_matrix
@@ -60,14 +60,17 @@ TOPIC_C = 20.0
 # MAX_FALSE_ALARMS, overall and in each language (the issue's bar for fresh sets: recall >= 97%
 # overall and 95% in each language at false alarms <= 8%). MIN_RECALL / MIN_RECALL_LANG are
 # only reported against.
-MAX_FALSE_ALARMS = 0.07  # a point under the 8% goal: fresh writers ran above the out-of-fold figure
+# Two points under the 8% goal: at first contact, writers' confusables run above the out-of-fold
+# figure (the nine sets w29-w37, measured before they joined: 9.2% against 7% out of fold at the
+# 7% rule, while their recall, 98.4%, ran above the out-of-fold 97.3%).
+MAX_FALSE_ALARMS = 0.06
 # A set at least this share crises was written to test crisis detection: its ordinary messages
 # are the confusables the false-alarm bar is counted on.
 CRISIS_SET_SHARE = 0.2
 MIN_RECALL = 0.97
 MIN_RECALL_LANG = 0.95
 # Bumped when the out-of-fold pass computes something new, so a cached pass is not reused.
-OOF_VERSION = 2
+OOF_VERSION = 3
 
 
 def rules_fresh(set_name: str) -> bool:
@@ -251,7 +254,8 @@ class RuleReadings:
         from ..catalog import Catalog
         from ..understanding import Understander
 
-        understander = Understander(Catalog.load())
+        # The rules alone: the shipped weights may be stale or of another format until retrained.
+        understander = Understander(Catalog.load(), Model.untrained(TOPIC_LABELS))
         readings = [understander.rules_reading_calm(e.text) for e in examples]
         return cls(np.array([r[0] for r in readings], dtype=bool), [r[1] for r in readings],
                    [r[2] for r in readings], [r[3] for r in readings], [r[4] for r in readings])
@@ -382,14 +386,14 @@ def operating_points(oof: OutOfFold, rules: RuleReadings | None = None) -> Opera
     return OperatingPoints(threshold, floor, high, feeling_bar(oof), recall)
 
 
-def cached_out_of_fold(encoded: Encoded, locales: Path | None,
+def cached_out_of_fold(encoded: Encoded, corpus_hash: str,
                        progress: Callable[[str], None] | None = None, cache: Path | None = None) -> OutOfFold:
     """``out_of_fold``, or the scores kept in ``cache`` by an earlier run on the same examples and
     settings (``--oof-cache``: minutes saved when only the choice of thresholds changed; the
     keyword files are not part of the key, so do not reuse it after editing calm phrases)."""
     import pickle
 
-    key = (examples_hash(locales), MIN_DF, CRISIS_C, TOPIC_C, TOL, TOPIC_TOL, BITS, OOF_VERSION)
+    key = (corpus_hash, MIN_DF, CRISIS_C, TOPIC_C, TOL, TOPIC_TOL, BITS, OOF_VERSION)
     if cache and cache.is_file():
         stored_key, stored = pickle.loads(cache.read_bytes())
         if stored_key == key:
@@ -414,9 +418,9 @@ def train(locales: Path | None = None, progress: Callable[[str], None] | None = 
           oof_cache: Path | None = None) -> tuple[Fitted, dict[str, object], OutOfFold]:
     """Train on every example under ``locales``: the fitted models, their metadata and the
     out-of-fold scores the operating points were chosen on."""
-    examples = load_examples(locales)
+    examples, corpus_hash = load_examples_hashed(locales)
     encoded = Encoded.of(examples)
-    oof = cached_out_of_fold(encoded, locales, progress, oof_cache)
+    oof = cached_out_of_fold(encoded, corpus_hash, progress, oof_cache)
     points = operating_points(oof)
     if progress:
         progress("  final fit on every example")
@@ -433,7 +437,7 @@ def train(locales: Path | None = None, progress: Callable[[str], None] | None = 
         "oof_recall": {k: round(v, 4) for k, v in points.recall.items()},
         "decision": "crisis: any phrase rule OR model >= crisis_threshold (also on the words outside "
                     "calm phrases, where one stands); topic: mbcsms.understanding.understander.decide_topic",
-        "examples_hash": examples_hash(locales), "examples": len(examples),
+        "examples_hash": corpus_hash, "examples": len(examples),
         "sets": sorted({e.set for e in examples}), "versions": versions(),
     }
     return fitted, meta, oof

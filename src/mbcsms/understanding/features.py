@@ -2,7 +2,7 @@
 
 :func:`word_grams` (a word's character n-grams) and :func:`word_buckets` (the words and word
 pairs) give a message's feature buckets; :func:`ngram_buckets` counts them for training and
-:func:`vectorise` turns them into the weighted, L2-normalised values the linear models read.
+:func:`vectorise` turns them into the weighted, normalised values the linear models read.
 The bot's scorer (``mbcsms.understanding.model``) builds on the same two functions, word by
 word, so the features cannot drift apart (tests/test_model.py holds the two readings equal).
 
@@ -15,8 +15,12 @@ word, so the features cannot drift apart (tests/test_model.py holds the two read
   as a number, a word its ``zlib.crc32``, each then mixed by two multiplications. Stable across
   processes and machines (unlike Python's ``hash``), and linear in the length of the longest
   message (4,096 characters).
-- Sublinear term frequency (1 + log count) times the idf stored with the model, scaled to unit
-  length. Buckets the model never saw in training are left out.
+- Term frequency times the idf stored with the model, divided by the square root of the sum of
+  idf squared over the message's n-gram occurrences: unit length when no n-gram repeats. A
+  repeated n-gram counts once per occurrence, in the values and in the divisor alike, so a
+  message's features are the sum of its words' and word pairs' parts: the bot computes each
+  word's part of the score once, whatever message it stands in (``Model``). Buckets the model
+  never saw in training are left out.
 """
 
 from __future__ import annotations
@@ -108,9 +112,9 @@ def ngram_buckets(text: str, plain: str | None = None) -> tuple[np.ndarray, np.n
 
 def vectorise(text: str, column: np.ndarray, idf: np.ndarray,
               plain: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The message as (columns, values): sublinear TF-IDF over the model's known buckets,
-    L2-normalised. ``column`` maps a bucket to its column (-1: unknown), ``idf`` a column to
-    its inverse document frequency."""
+    """The message as (columns, values): TF-IDF over the model's known buckets, divided by the
+    root of the idf squares of every occurrence (see the module's docstring). ``column`` maps a
+    bucket to its column (-1: unknown), ``idf`` a column to its inverse document frequency."""
     return tfidf(*ngram_buckets(text, plain), column, idf)
 
 
@@ -121,8 +125,9 @@ def tfidf(buckets: np.ndarray, counts: np.ndarray, column: np.ndarray,
     columns = column[buckets]
     known = columns >= 0
     columns = columns[known]
-    values = (1.0 + np.log(counts[known])) * idf[columns]
-    norm = np.sqrt(values @ values)
+    weights = idf[columns]
+    values = counts[known] * weights
+    norm = np.sqrt(values @ weights)
     if norm > 0:
         values /= norm
     return columns, values

@@ -2,12 +2,13 @@
 
 Two linear models over the features of :mod:`.features`, trained by ``mbcsms model train``
 (scikit-learn, at build time only) and shipped as arrays in ``weights/model.npz``. No
-scikit-learn at run time: a word met before (``WORD_CACHE`` of them are kept) brings its known
-columns and its part of both models' scores, summed once over its character n-grams and its own
-column; a message adds up its words' parts, and only its word pairs and the columns it holds
-more than once (whose weight is 1 + log n, not n) are gathered from the weights. Four numpy
-calls a message: on a request path that also runs Flask, SQLite and logging, numpy's per-call
-cost grows several-fold as the other work leaves the CPU caches cold.
+scikit-learn at run time: the features are a sum of each word's and word pair's parts
+(``features``), so a word met before (``WORD_CACHE`` of them are kept) brings its part of both
+models' scores, summed once over its character n-grams and its own column; a message adds up its
+words' parts and gathers only its word pairs (new each message) from the weights. Nothing is
+counted a message, and two numpy calls do the sum: on a request path that also runs Flask, SQLite
+and logging, each object a message touches and numpy's per-call cost grow as the other work
+leaves the CPU caches cold.
 
 - ``score``: both models on one message. ``Scores.crisis`` is the crisis model's probability;
   the bot treats a message as a crisis at ``crisis_threshold`` or above (chosen on out-of-fold
@@ -24,7 +25,6 @@ import itertools
 import json
 import math
 import threading
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -38,11 +38,10 @@ from .features import BITS, pair_bucket, word_bucket, word_crc, word_grams, word
 # bound). A word longer than CACHED_WORD is never kept.
 WORD_CACHE = 50_000
 CACHED_WORD = 40
-# Sublinear term frequency, 1 + log(count), for the counts a message of a few hundred words has.
-_TF = [0.0] + [1.0 + math.log(n) for n in range(1, 2048)]
 
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "model.npz"
-FORMAT = 1
+# 2: term frequency is the count (format 1: 1 + log count) and the divisor sums every occurrence.
+FORMAT = 2
 
 
 class ModelError(ValueError):
@@ -60,10 +59,10 @@ class Scores:
 
 
 class _Word(NamedTuple):
-    columns: tuple[int, ...]  # its n-grams' and its own known columns, repeats kept
-    slot: int  # its row of Model._table (idf * weights summed over columns); -1: not kept
-    squares: float  # sum of idf ** 2 over columns
+    slot: int  # its row of Model._table (idf * weights summed over its columns); -1: not kept
+    squares: float  # sum of idf ** 2 over its columns
     crc: int  # features.word_crc, for its pairs
+    columns: tuple[int, ...] = ()  # a word not kept: its n-grams' and its own known columns
 
 
 class Model:
@@ -117,10 +116,21 @@ class Model:
             raise ModelError(f"{path}: no readable metadata ({error})") from None
         return cls(arrays, meta)
 
+    @classmethod
+    def untrained(cls, topics: tuple[str, ...]) -> Model:
+        """A model that knows no column (every message scores its intercepts, zero), for readings
+        by the rules alone: training reads its examples so before any weights exist, or while the
+        shipped ones are of another format."""
+        empty = np.zeros(0)
+        arrays = {"keys": empty, "idf": empty, "crisis_coef": empty, "crisis_intercept": np.zeros(1),
+                  "topic_coef": np.zeros((0, len(topics))), "topic_intercept": np.zeros(len(topics)),
+                  "topics": np.array(topics)}
+        return cls(arrays, {"format": FORMAT, "bits": BITS, "crisis_threshold": 1.0, "topic_floor": 1.0,
+                            "examples_hash": ""})
+
     def _word(self, word: str) -> _Word:
-        """A word not kept yet: its known columns (its character n-grams' and its own, repeats
-        kept) and their part of the score, each occurrence counted once; kept, while there is
-        room, for the next message."""
+        """A word not kept yet: the part of the score of its known columns (its character
+        n-grams' and its own, repeats kept); kept, while there is room, for the next message."""
         column, idf = self.column.get, self._idf
         crc = word_crc(word)
         columns = [col for b in word_grams(word) if (col := column(b)) is not None]
@@ -128,23 +138,22 @@ class Model:
             columns.append(own)
         squares = math.fsum(idf[col] * idf[col] for col in columns)
         if len(word) > CACHED_WORD or len(self._words) >= WORD_CACHE:
-            return _Word(tuple(columns), -1, squares, crc)
+            return _Word(-1, squares, crc, tuple(columns))
         slot = len(self._weights) + len(self._words)
         if columns:
             self._table[slot] = self.idf.take(columns) @ self._weights.take(columns, axis=0)
         else:
             self._table[slot] = 0.0
-        known = self._words[word] = _Word(tuple(columns), slot, squares, crc)
+        known = self._words[word] = _Word(slot, squares, crc)
         return known
 
     def _logits(self, text: str, plain: str | None = None) -> list[float]:
         """Both models' logits: the crisis model's first, then one a topic. ``plain``: the
         message already normalised (``text.normalise``), if at hand.
 
-        The features are ``features.vectorise``'s: sublinear TF-IDF, scaled to unit length. A
-        column met n times weighs (1 + log n) * idf; the kept word sums count it n * idf, which
-        is the same for the columns met once, so only the repeated ones and the word pairs (new
-        each message) are gathered here.
+        The features are ``features.vectorise``'s: each occurrence of a column adds its idf to
+        the column's value and its idf squared to the divisor's square, so the kept words' rows
+        and squares add up, and only the word pairs and the words too long to keep are gathered.
         """
         typed = words_of(text, plain)
         # The table starts again only between messages, and one message is scored at a time (a
@@ -154,26 +163,17 @@ class Model:
                 self._words.clear()
             known = self._words.get
             words = [known(word) or self._word(word) for word in typed]
-            kept = [word for word in words if word.slot >= 0]
             column, idf = self.column.get, self._idf
-            # Gathered one by one: the word pairs (new each message) and the words too long to keep.
-            loose = [col for first, second in itertools.pairwise(word.crc for word in words)
+            pairs = [col for first, second in itertools.pairwise(word.crc for word in words)
                      if (col := column(pair_bucket(first, second))) is not None]
-            loose.extend(col for word in words if word.slot < 0 for col in word.columns)
-            counts = Counter(itertools.chain(loose, *(word.columns for word in kept)))
-            if not counts:
+            squares = math.fsum([*(word.squares for word in words), *(idf[col] * idf[col] for col in pairs)])
+            if squares == 0.0:  # no column the model knows
                 return list(self._intercepts)
-            squares = math.fsum([*(word.squares for word in kept), *(idf[col] * idf[col] for col in loose)])
-            rows = [word.slot for word in kept]
+            rows = [word.slot for word in words if word.slot >= 0]
             scale = [1.0] * len(rows)
+            loose = [*pairs, *(col for word in words if word.slot < 0 for col in word.columns)]
             rows.extend(loose)
             scale.extend(idf[col] for col in loose)
-            for col, n in counts.items():
-                if n > 1:
-                    tf = _TF[n] if n < len(_TF) else 1.0 + math.log(n)
-                    rows.append(col)
-                    scale.append((tf - n) * idf[col])
-                    squares += (tf * tf - n) * idf[col] * idf[col]
             total = np.fromiter(scale, dtype=np.float64, count=len(scale)) @ self._table.take(rows, axis=0)
             norm = math.sqrt(squares)
             return [p / norm + b for p, b in zip(total.tolist(), self._intercepts, strict=True)]
