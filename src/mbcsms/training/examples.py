@@ -18,6 +18,7 @@ bytes, so the shipped model can tell when it was trained on other examples.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,10 +73,15 @@ def example_files(locales: Path | None = None) -> list[Path]:
 def read_file(path: Path, lang: str, name: str) -> tuple[dict[str, str], list[Example]]:
     """One examples file: its header fields and its examples. Raises ExamplesError naming
     ``name:line`` for a line that is not ``label<TAB>message`` with a known label."""
+    return parse_file(path.read_bytes(), path, lang, name)
+
+
+def parse_file(content: bytes, path: Path, lang: str, name: str) -> tuple[dict[str, str], list[Example]]:
+    """:func:`read_file` on the file's bytes, already read."""
     header: dict[str, str] = {}
     examples: list[Example] = []
     try:
-        text = path.read_text(encoding="utf-8")
+        text = content.decode("utf-8")
     except UnicodeDecodeError as error:
         raise ExamplesError(f"{name}: not UTF-8 ({error})") from None
     for number, line in enumerate(text.splitlines(), 1):
@@ -105,33 +111,35 @@ def read_file(path: Path, lang: str, name: str) -> tuple[dict[str, str], list[Ex
 
 def load_examples(locales: Path | None = None) -> list[Example]:
     """Every example under ``locales/*/examples/*.tsv``, in a fixed order (file path, line)."""
-    locales = locales or repo_locales_dir()
-    examples: list[Example] = []
-    for path in example_files(locales):
-        relative = path.relative_to(locales).as_posix()
-        examples.extend(read_file(path, relative.split("/")[0], relative)[1])
-    return examples
+    return load_examples_hashed(locales)[0]
 
 
 def load_examples_hashed(locales: Path | None = None) -> tuple[list[Example], str]:
-    """``load_examples`` and the ``examples_hash`` of what was read: a model records the hash of
-    the examples it learned from, however long training takes and whatever is edited meanwhile
-    (an edit while they are read is refused)."""
-    before = examples_hash(locales)
-    examples = load_examples(locales)
-    if examples_hash(locales) != before:
-        raise ExamplesError("the examples files changed while they were read: run the command again")
-    return examples, before
+    """``load_examples`` and the ``examples_hash`` of the very bytes parsed, each file read once:
+    a model records the hash of the examples it learned from, whatever is edited meanwhile."""
+    locales = locales or repo_locales_dir()
+    digest = hashlib.sha256()
+    examples: list[Example] = []
+    for path, relative, content in _files(locales):
+        _hash_file(digest, relative, content)
+        examples.extend(parse_file(content, path, relative.split("/")[0], relative)[1])
+    return examples, digest.hexdigest()
 
 
 def examples_hash(locales: Path | None = None) -> str:
     """sha256 over every examples file's path (relative to ``locales``) and bytes, by path."""
-    locales = locales or repo_locales_dir()
     digest = hashlib.sha256()
-    for path in example_files(locales):
-        relative = path.relative_to(locales).as_posix().encode()
-        content = path.read_bytes()
-        for part in (relative, content):
-            digest.update(len(part).to_bytes(8, "big"))
-            digest.update(part)
+    for _, relative, content in _files(locales or repo_locales_dir()):
+        _hash_file(digest, relative, content)
     return digest.hexdigest()
+
+
+def _files(locales: Path) -> Iterator[tuple[Path, str, bytes]]:
+    for path in example_files(locales):
+        yield path, path.relative_to(locales).as_posix(), path.read_bytes()
+
+
+def _hash_file(digest: hashlib._Hash, relative: str, content: bytes) -> None:
+    for part in (relative.encode(), content):
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
