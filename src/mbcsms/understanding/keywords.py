@@ -24,6 +24,7 @@ from .typos import TypoIndex
 
 NOT_CRISIS = "not_crisis"
 CRISIS_ALONE = "crisis_alone"
+FEELINGS = "feelings"
 # Words a message may hold beside a crisis_alone phrase and still be that phrase ("please call
 # 911 now"); a longer message is read by the model ("when should we call 911 if she...").
 ALONE_SLACK = 2
@@ -132,6 +133,8 @@ class KeywordTables:
         # The most words a message may have for any crisis_alone rule to apply.
         self.alone_words = {lang: 0 for lang in self.languages}
         self.phrases = {lang: PhraseTable() for lang in self.languages}
+        # Phrases that express fear, grief or loneliness (feelings.txt), by their stems.
+        self.feelings = {lang: PhraseTable() for lang in self.languages}
         # Commands by their words less filler; each with the words a message must also contain
         # (none, unless what is left is only everyday words: see _add_command).
         self.control: dict[tuple[str, ...], list[tuple[frozenset[str], Keyword]]] = {}
@@ -206,6 +209,9 @@ class KeywordTables:
                 for word in catalog.words(name, lang):
                     for token in tokenize(word):
                         self.vocabulary[token].add(lang)
+            for order, feeling in enumerate(catalog.words(FEELINGS, lang)):
+                if key := tuple(stem(word) for word in tokenize(feeling)):
+                    self.feelings[lang].setdefault(key, Keyword(FEELINGS, lang, 1.0, order, text=feeling))
         self.typos = TypoIndex(self.vocabulary)
 
     def _add_alone(self, lang: str, parts: tuple[tuple[str, ...], ...], entry: Keyword) -> None:

@@ -6,9 +6,9 @@ scikit-learn at run time: the features are a sum of each word's and word pair's 
 (``features``), so a word met before (``WORD_CACHE`` of them are kept) brings its part of both
 models' scores, summed once over its character n-grams and its own column; a message adds up its
 words' parts and gathers only its word pairs (new each message) from the weights. Nothing is
-counted a message, and two numpy calls do the sum: on a request path that also runs Flask, SQLite
-and logging, each object a message touches and numpy's per-call cost grow as the other work
-leaves the CPU caches cold.
+counted a message, and one gather and one product do the sum: on a request path that also runs
+Flask, SQLite and logging, each object a message touches and numpy's per-call cost grow as the
+other work leaves the CPU caches cold.
 
 - ``score``: both models on one message. ``Scores.crisis`` is the crisis model's probability;
   the bot treats a message as a crisis at ``crisis_threshold`` or above (chosen on out-of-fold
@@ -33,9 +33,9 @@ import numpy as np
 
 from .features import BITS, pair_bucket, word_bucket, word_crc, word_grams, words_of
 
-# Words kept with their columns and their row of the score (one float64 for each of both
-# models' outputs); past it the table starts again (a stream of made-up words cannot grow it without
-# bound). A word longer than CACHED_WORD is never kept.
+# Words kept with their row of the score (one float64 for each of both models' outputs); past it
+# the table starts again (a stream of made-up words cannot grow it without bound). A word longer
+# than CACHED_WORD is never kept.
 WORD_CACHE = 50_000
 CACHED_WORD = 40
 

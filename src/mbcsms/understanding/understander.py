@@ -50,9 +50,9 @@ from enum import StrEnum
 from functools import lru_cache
 
 from ..catalog import Catalog, TopicKind
-from .keywords import ALONE_SLACK, NOT_CRISIS, Keyword, KeywordTables, PhraseTable, scan
+from .keywords import ALONE_SLACK, FEELINGS, NOT_CRISIS, Keyword, KeywordTables, PhraseTable, scan
 from .model import WORD_CACHE, Model, Scores
-from .text import EMOJI_WORD, emoji_label, normalise, tokenize
+from .text import EMOJI_WORD, emoji_label, normalise
 
 # A message longer than this is read only in part: enough for any question, and a 5,000
 # character body cannot make the request path slow.
@@ -80,7 +80,6 @@ UNEXPLAINED = 5
 
 OUT_OF_SCOPE = "out_of_scope"
 GREETING = "greeting"
-FEELINGS = "feelings"
 SMALL_TALK = frozenset({"thanks", "ack", "goodbye", "human_check", FEELINGS})
 # The model's labels that are answered by another topic of the catalog.
 MODEL_TOPIC = {GREETING: "menu"}
@@ -160,12 +159,7 @@ class Understander:
         self.crisis = tables.crisis
         self.phrases = tables.phrases
         self.control = tables.control
-        # Feelings phrases by their stems, found by the same scan as every other phrase table.
-        self.feelings = {lang: PhraseTable() for lang in self.languages}
-        for lang, table in self.feelings.items():
-            for order, phrase in enumerate(catalog.words("feelings", lang)):
-                if key := tuple(self.stemmers[lang](w) for w in tokenize(phrase)):
-                    table.setdefault(key, Keyword(FEELINGS, lang, 1.0, order, text=phrase))
+        self.feelings = tables.feelings
         for lang in tables.without_crisis:
             # Still screened by every other language's phrases and by the model: say so, once.
             from .. import logs
@@ -183,8 +177,8 @@ class Understander:
         if token in tables.vocabulary or emoji_label(token):
             return token
         # Another form of a known word ("spreading") is not a typo: its stem will match.
-        for lang in self.languages:
-            if self.stemmers[lang](token) in tables.known_stems[lang]:
+        for lang, stem in zip(self.languages, self._stems(token), strict=True):
+            if stem in tables.known_stems[lang]:
                 return token
         nearest = tables.typos.nearest(token)
         if len(nearest) > 1:
