@@ -200,6 +200,17 @@ def test_every_label_in_the_examples_is_known_and_every_set_named() -> None:
     assert all(e.set for e in examples)
 
 
+def test_every_examples_set_is_described_in_examples_md() -> None:
+    """Where each set came from (writer, first contact) is recorded beside the files."""
+    from pathlib import Path
+
+    locales = Path(__file__).resolve().parent.parent / "locales"
+    described = (locales / "EXAMPLES.md").read_text(encoding="utf-8")
+    sets = {e.set for e in load_examples()}
+    undescribed = sorted(name for name in sets if f"`{name}`" not in described and f"| {name} |" not in described)
+    assert undescribed == []
+
+
 def test_replying_never_imports_scikit_learn() -> None:
     code = ("import sys\nfrom click.testing import CliRunner\nfrom mbcsms.cli import main\n"
             "from mbcsms.understanding.model import Model\nModel.load().score('me quiero morir')\n"
