@@ -171,6 +171,29 @@ def test_a_crisis_does_not_wait_for_a_locked_store_even_with_the_breaker_closed(
         assert time.perf_counter() - started < 0.6
 
 
+def test_a_crisis_behind_a_busy_write_lock_is_recorded_once_the_lock_frees(tmp_path: Path) -> None:
+    database = tmp_path / "state.db"
+    app = create_app(app_env(tmp_path))
+    client = app.test_client()
+    assert "HER2" in one_message(post_signed(client, "HER2"))
+
+    def answered() -> int:
+        with sqlite3.connect(database) as reader:
+            return int(reader.execute("SELECT count(*) FROM answered").fetchone()[0])
+
+    before = answered()
+    with sqlite_write_lock(database):
+        started = time.perf_counter()
+        assert "988" in one_message(post_signed(client, CRISIS))
+        assert time.perf_counter() - started < 0.6
+        assert answered() == before
+    deadline = time.monotonic() + 3
+    while answered() == before and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert answered() == before + 1  # finished on a store thread, not lost
+    assert bot_of(app).breaker.state == "closed"
+
+
 def test_the_breaker_stops_requests_waiting_on_the_store(tmp_path: Path) -> None:
     database = tmp_path / "state.db"
     app = create_app(app_env(tmp_path, MBCSMS_STORE_RETRY_SECONDS="30"))
