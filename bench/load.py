@@ -4,7 +4,10 @@ Starts the Procfile's ``web:`` command twice on two loopback ports: once as writ
 ``mbcsms:create_app()``, with signature check, understanding, SQLite state and TwiML all on) and
 once with the app swapped for ``bench/bare_app.py`` (Flask answering one static TwiML), so the
 gunicorn settings (workers, worker class, timeouts) are identical. wrk then drives each in
-alternating rounds with signed, varied Twilio requests, and the ratio ours/bare is printed.
+alternating rounds with signed, varied Twilio requests, and the ratio ours/bare is printed,
+over all rounds and round by round (median and range): on a shared VM the machine's speed moves
+by a fifth between rounds, and the same commit measured against itself gave 0.93-1.03, so a
+change smaller than that needs many rounds (or ``bench/instructions.py``) to be seen.
 
     apt-get install -y wrk          # Debian/Ubuntu; brew install wrk on macOS
     .venv/bin/python bench/load.py  # --rounds 3 --duration 10 --connections 8 --threads 1
@@ -282,6 +285,14 @@ def summary(rounds: list[Round]) -> dict[str, float]:
     }
 
 
+def paired_ratios(results: list[Round], ours: str, other: str) -> list[float]:
+    """``ours`` / ``other`` in each round: the two ran back to back, so a round's ratio shares
+    the machine's speed of the moment, which on a shared VM moves by a fifth between rounds."""
+    rps = {(r.target, r.round): r.rps for r in results}
+    rounds = sorted({r.round for r in results})
+    return [rps[(ours, n)] / rps[(other, n)] for n in rounds if rps.get((other, n))]
+
+
 def log_counts(log: Path) -> Counter[str]:
     """What the bot logged: events, topics, and replays of a MessageSid already answered."""
     counts: Counter[str] = Counter()
@@ -396,6 +407,10 @@ def main() -> None:
     print(f"ratio ours/bare: {ratio:.2f} (target >= 0.80)")
     if "baseline" in totals:
         print(f"ratio ours/baseline: {totals['ours']['rps'] / totals['baseline']['rps']:.2f}")
+    for other in [name for name in ("bare", "baseline") if name in totals]:
+        each = paired_ratios(results, "ours", other)
+        print(f"  ours/{other} round by round: median {statistics.median(each):.2f}, "
+              f"{min(each):.2f}-{max(each):.2f} over {len(each)} rounds")
     print(f"bot log: {counts['event:reply']} replies, {counts['replayed']} replayed from the dedupe table, "
           f"{counts['event:signature_rejected']} signatures rejected; topics: "
           + ", ".join(f"{k[6:]} {v}" for k, v in counts.most_common() if k.startswith("topic:")))
@@ -404,6 +419,8 @@ def main() -> None:
             "command": command, "origin": origin,
             "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
             "rounds": [asdict(r) for r in results], "totals": totals, "ratio": round(ratio, 3),
+            "paired": {other: paired_ratios(results, "ours", other)
+                       for other in ("bare", "baseline") if other in totals},
             "log": dict(counts),
         }, indent=2), encoding="utf-8")
     shutil.rmtree(work, ignore_errors=True)
