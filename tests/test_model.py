@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -202,8 +203,6 @@ def test_every_label_in_the_examples_is_known_and_every_set_named() -> None:
 
 def test_every_examples_set_is_described_in_examples_md() -> None:
     """Where each set came from (writer, first contact) is recorded beside the files."""
-    from pathlib import Path
-
     locales = Path(__file__).resolve().parent.parent / "locales"
     described = (locales / "EXAMPLES.md").read_text(encoding="utf-8")
     sets = {e.set for e in load_examples()}

@@ -7,6 +7,7 @@ The same checks run through the Procfile's gunicorn in test_procfile_outage.py.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -178,7 +179,7 @@ def test_a_crisis_behind_a_busy_write_lock_is_recorded_once_the_lock_frees(tmp_p
     assert "HER2" in one_message(post_signed(client, "HER2"))
 
     def answered() -> int:
-        with sqlite3.connect(database) as reader:
+        with contextlib.closing(sqlite3.connect(database)) as reader:
             return int(reader.execute("SELECT count(*) FROM answered").fetchone()[0])
 
     before = answered()
