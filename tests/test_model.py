@@ -10,14 +10,13 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from mbcsms.cli import main
-from mbcsms.training.examples import ExamplesError, examples_hash, load_examples, read_file
+from mbcsms.training.examples import ExamplesError, examples_hash, load_examples, read_file, repo_locales_dir
 from mbcsms.understanding import model as model_module
 from mbcsms.understanding.features import BUCKETS, column_map, ngram_buckets, vectorise
 from mbcsms.understanding.model import Model
@@ -203,8 +202,7 @@ def test_every_label_in_the_examples_is_known_and_every_set_named() -> None:
 
 def test_every_examples_set_is_described_in_examples_md() -> None:
     """Where each set came from (writer, first contact) is recorded beside the files."""
-    locales = Path(__file__).resolve().parent.parent / "locales"
-    described = (locales / "EXAMPLES.md").read_text(encoding="utf-8")
+    described = (repo_locales_dir() / "EXAMPLES.md").read_text(encoding="utf-8")
     sets = {e.set for e in load_examples()}
     undescribed = sorted(name for name in sets if f"`{name}`" not in described and f"| {name} |" not in described)
     assert undescribed == []
