@@ -407,8 +407,8 @@ def main() -> None:
     print(f"ratio ours/bare: {ratio:.2f} (target >= 0.80)")
     if "baseline" in totals:
         print(f"ratio ours/baseline: {totals['ours']['rps'] / totals['baseline']['rps']:.2f}")
-    for other in [name for name in ("bare", "baseline") if name in totals]:
-        each = paired_ratios(results, "ours", other)
+    paired = {other: paired_ratios(results, "ours", other) for other in ("bare", "baseline") if other in totals}
+    for other, each in paired.items():
         print(f"  ours/{other} round by round: median {statistics.median(each):.2f}, "
               f"{min(each):.2f}-{max(each):.2f} over {len(each)} rounds")
     print(f"bot log: {counts['event:reply']} replies, {counts['replayed']} replayed from the dedupe table, "
@@ -419,8 +419,7 @@ def main() -> None:
             "command": command, "origin": origin,
             "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
             "rounds": [asdict(r) for r in results], "totals": totals, "ratio": round(ratio, 3),
-            "paired": {other: paired_ratios(results, "ours", other)
-                       for other in ("bare", "baseline") if other in totals},
+            "paired": paired,
             "log": dict(counts),
         }, indent=2), encoding="utf-8")
     shutil.rmtree(work, ignore_errors=True)
