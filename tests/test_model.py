@@ -245,3 +245,20 @@ def test_threads_scoring_at_once_each_read_their_own_words(monkeypatch: pytest.M
                     assert list(got.topics.values()) == pytest.approx(list(want.topics.values()), abs=1e-12)
     finally:
         sys.setswitchinterval(previous)
+
+
+def test_training_reads_the_crisis_rules_as_the_understander_decides_with_the_model():
+    """The operating points are chosen on the rules as the bot applies them: a rule of parts
+    under TOGETHER_FLOOR does not fire, every other rule does."""
+    from mbcsms.training.examples import Example
+    from mbcsms.understanding.understander import TOGETHER_FLOOR
+
+    texts = ["fever and chills since lunch, chemo was wednesday", "i want to kill myself",
+             "what is her2", "fever and chills and me voy a matar"]
+    examples = [Example("out_of_scope", text, "t", "en", f"t:{i}") for i, text in enumerate(texts)]
+    readings = training.RuleReadings.of(examples)
+    assert readings.crisis.tolist() == [True, True, False, True]
+    assert readings.circumstantial.tolist() == [True, False, False, False]
+    low = readings.given(np.full(len(texts), TOGETHER_FLOOR / 2))
+    assert low.crisis.tolist() == [False, True, False, True]
+    assert readings.given(np.full(len(texts), TOGETHER_FLOOR)).crisis.tolist() == [True, True, False, True]

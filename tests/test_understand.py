@@ -262,6 +262,56 @@ def test_where_a_calm_phrase_stands_the_model_must_also_fire_on_the_words_outsid
     assert understander.understand("my emergency bag is packed").kind == Understood.CRISIS
 
 
+class SameScoreModel:
+    """A stand-in for the model: one crisis probability for every message."""
+
+    crisis_threshold, topic_high, topic_floor, feeling_bar = 0.5, 0.8, 0.3, 1.01
+
+    def __init__(self, crisis: float) -> None:
+        self.crisis = crisis
+
+    def score(self, text, plain=None):
+        from mbcsms.understanding.model import Scores
+
+        return Scores(self.crisis, {"out_of_scope": 1.0})
+
+
+def test_a_rule_of_parts_counts_unless_the_model_is_all_but_sure_there_is_no_crisis(catalog):
+    from mbcsms.understanding.understander import TOGETHER_FLOOR
+
+    sure_not = Understander(catalog, SameScoreModel(TOGETHER_FLOOR / 2))
+    unsure = Understander(catalog, SameScoreModel(TOGETHER_FLOOR))
+    for text in ("fever and chills since lunch, chemo was wednesday",
+                 "mi mama tiene calentura desde la tarde, esta en quimio"):
+        rule = sure_not.crisis_by_rules(text)
+        assert rule is not None and rule.circumstantial, text
+        assert sure_not.understand(text).kind != Understood.CRISIS, text
+        assert unsure.understand(text).kind == Understood.CRISIS, text
+    # Every other phrase rule stands whatever the model says: phrases, single words, and a cry
+    # for help that is the whole message ("fiebre + quimio" in crisis_alone.txt).
+    for text in ("i want to kill myself", "me quiero morir", "no puedo respirar", "suicide",
+                 "fiebre y quimio", "fever chemo help"):
+        rule = sure_not.crisis_by_rules(text)
+        assert rule is not None and not rule.circumstantial, text
+        assert sure_not.understand(text).kind == Understood.CRISIS, text
+
+
+def test_a_rule_of_parts_does_not_hide_another_languages_phrase(catalog):
+    understander = Understander(catalog, SameScoreModel(0.0))
+    # "fever + chills" (English, of parts) and "me voy a matar" (Spanish, a phrase).
+    text = "fever and chills and me voy a matar"
+    rule = understander.crisis_by_rules(text)
+    assert rule is not None and not rule.circumstantial and rule.lang == "es"
+    assert understander.understand(text).kind == Understood.CRISIS
+
+
+def test_with_the_shipped_model_a_fever_during_chemo_now_is_a_crisis_and_a_question_about_one_is_not(
+        understander):
+    assert understand(understander, "fever and chills since lunch, chemo was wednesday").kind == Understood.CRISIS
+    assert understand(understander, "mi esposa tiene calentura y escalofrios, le toco quimio el lunes"
+                      ).kind == Understood.CRISIS
+
+
 def test_emoji_are_read_as_words_from_the_emoji_file():
     assert normalise("gracias 🙏") == "gracias emojithanks"
     assert normalise("😢😢") == "emojifeelings emojifeelings"

@@ -117,7 +117,7 @@ def _report(oof: OutOfFold, points: OperatingPoints) -> None:
         rules_fresh,
     )
 
-    rules = RuleReadings.of(oof.examples)
+    rules = RuleReadings.of(oof.examples).given(oof.crisis)
     scores = model_crisis_scores(oof, rules)
     rows = []
     for i, e in enumerate(oof.examples):

@@ -94,6 +94,7 @@ def first_contact(examples: Sequence[Example], model_path: Path | None = None, r
                   ) -> tuple[dict[str, Tally], dict[str, Tally], Tally]:
     """The shipped model (and the phrase rules, and the two together) on examples it never saw."""
     from ..understanding.model import Model
+    from ..understanding.understander import TOGETHER_FLOOR
 
     model = Model.load(model_path)
     understander = None
@@ -109,7 +110,8 @@ def first_contact(examples: Sequence[Example], model_path: Path | None = None, r
         topic = decided_topic(scores.topic, scores.topics[scores.topic], model.topic_floor)
         others = None
         if understander is not None:
-            by_rules = understander.crisis_by_rules(example.text) is not None
+            rule = understander.crisis_by_rules(example.text)
+            by_rules = rule is not None and (not rule.circumstantial or scores.crisis >= TOGETHER_FLOOR)
             others = {"rules": by_rules, "rules|model": by_rules or flagged}
         rows.append((example, flagged, topic, others))
     return tallies(rows)

@@ -40,7 +40,7 @@ import io
 import json
 import platform
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -241,13 +241,14 @@ class RuleReadings:
     """What the phrase rules alone make of each example: a crisis rule fired, a command, or
     the keyword rules' topic (the understander's names: ``menu`` for greetings, None for none);
     whether calm phrases stand in it, and its words outside them (None: at most
-    ``CALM_SLACK`` words)."""
+    ``CALM_SLACK`` words); whether the crisis rule is circumstantial (``given`` decides it)."""
 
     crisis: np.ndarray
     command: list[bool]
     topic: list[str | None]
     calm: list[bool]
     outside: list[str | None]
+    circumstantial: np.ndarray
 
     @classmethod
     def of(cls, examples: Sequence[Example]) -> RuleReadings:
@@ -258,7 +259,16 @@ class RuleReadings:
         understander = Understander(Catalog.load(), Model.untrained(TOPIC_LABELS))
         readings = [understander.rules_reading_calm(e.text) for e in examples]
         return cls(np.array([r[0] for r in readings], dtype=bool), [r[1] for r in readings],
-                   [r[2] for r in readings], [r[3] for r in readings], [r[4] for r in readings])
+                   [r[2] for r in readings], [r[3] for r in readings], [r[4] for r in readings],
+                   np.array([r[5] for r in readings], dtype=bool))
+
+    def given(self, crisis_scores: np.ndarray) -> RuleReadings:
+        """The readings as the understander decides with the model's crisis probabilities: a
+        circumstantial rule under ``TOGETHER_FLOOR`` does not fire."""
+        from ..understanding.understander import TOGETHER_FLOOR
+
+        kept = ~(self.circumstantial & (np.asarray(crisis_scores) < TOGETHER_FLOOR))
+        return replace(self, crisis=self.crisis & kept, circumstantial=self.circumstantial & kept)
 
 
 @dataclass(frozen=True)
@@ -370,7 +380,7 @@ def feeling_bar(oof: OutOfFold) -> float:
 
 
 def operating_points(oof: OutOfFold, rules: RuleReadings | None = None) -> OperatingPoints:
-    rules = rules or RuleReadings.of(oof.examples)
+    rules = (rules or RuleReadings.of(oof.examples)).given(oof.crisis)
     examples = oof.examples
     is_crisis = np.array([e.crisis for e in examples])
     fresh = np.array([rules_fresh(e.set) for e in examples])

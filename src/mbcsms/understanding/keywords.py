@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..catalog import Catalog, TopicKind
 from .text import stemmer_for, tokenize
@@ -53,6 +53,9 @@ class Keyword:
     order: int
     kind: TopicKind = TopicKind.CONTENT
     text: str = ""  # as written in the catalog: which rule matched, for evaluation and logs
+    # A crisis rule of parts that may stand anywhere ("fever + chemo"): words that describe an
+    # emergency together, and as often a question, a memory or a discharge sheet read aloud.
+    circumstantial: bool = False
 
 
 @dataclass(frozen=True)
@@ -180,7 +183,7 @@ class KeywordTables:
                     elif topic.kind == TopicKind.CRISIS and TOGETHER in keyword:
                         parts = crisis_parts(keyword, stem)
                         anchor = max((part[0] for part in parts), key=len)
-                        self.crisis_together[lang][anchor].append((parts, entry))
+                        self.crisis_together[lang][anchor].append((parts, replace(entry, circumstantial=True)))
                     elif topic.kind == TopicKind.CRISIS and len(phrase) == 1:
                         # One word matches as typed (after typo correction): stems of single
                         # words reach too far ("matarme" and "matan", "lastimarme" and "lástima").
