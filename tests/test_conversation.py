@@ -548,6 +548,18 @@ def test_feelings_get_a_kind_line_then_support_then_the_helpline_each_message_wi
 
 
 @pytest.mark.parametrize("lang", ["en", "es"])
+def test_a_support_question_said_as_a_feeling_gets_the_feelings_reply_as_the_support_topic(conversation, lang):
+    # "me siento muy sola": support's own words, said as a feeling. The reply is the feelings
+    # reply (kind line, support, helpline); its topic is the support the message asked for.
+    answer, _ = conversation.respond(understood("support", lang, feeling=True), SenderState(), NOW)
+    feelings, _ = conversation.respond(understood("feelings", lang), SenderState(), NOW)
+    assert answer.topic == "support" and answer.lang == lang
+    assert answer.messages == feelings.messages
+    plain, _ = conversation.respond(understood("support", lang), SenderState(), NOW)
+    assert plain.topic == "support" and plain.messages != feelings.messages  # no feeling: support alone
+
+
+@pytest.mark.parametrize("lang", ["en", "es"])
 @pytest.mark.parametrize("topic", ["survival", "cure"])
 def test_a_survival_or_cure_question_asked_in_fear_gets_a_kind_line_and_the_facts(conversation, catalog, topic, lang):
     answer, _ = conversation.respond(understood(topic, lang, feeling=True), SenderState(), NOW)

@@ -229,10 +229,12 @@ class Conversation:
             reply = self.render(chosen.id if chosen else "menu", lang, now=now)
         elif topic in SMALL_TALK:
             reply = self.render(topic, lang, now=now)
-        elif topic == FEELINGS[0] or (topic == "support" and understanding.feeling):
-            # "me siento muy sola" names support's own words, but it is a feeling first: the
-            # kind line, then the support and helpline answers.
+        elif topic == FEELINGS[0]:
             reply = self.render(PARTS.join(FEELINGS), lang, now=now)
+        elif topic == "support" and understanding.feeling:
+            # "me siento muy sola" names support's own words, but it is a feeling first: the
+            # kind line, then the support and helpline answers, as the support it asked for.
+            reply = self.render("support" + AS + PARTS.join(FEELINGS), lang, now=now)
         elif topic in ASKED_IN_FEAR and understanding.feeling:
             reply = self.render(topic + AS + FEELINGS_QUESTION + PARTS + topic, lang, now=now)
         elif understanding.kind in (Understood.CONTROL, Understood.TOPIC):
