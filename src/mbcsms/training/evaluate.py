@@ -94,7 +94,7 @@ def first_contact(examples: Sequence[Example], model_path: Path | None = None, r
                   ) -> tuple[dict[str, Tally], dict[str, Tally], Tally]:
     """The shipped model (and the phrase rules, and the two together) on examples it never saw."""
     from ..understanding.model import Model
-    from ..understanding.understander import TOGETHER_FLOOR
+    from ..understanding.understander import rule_stands
 
     model = Model.load(model_path)
     understander = None
@@ -111,7 +111,7 @@ def first_contact(examples: Sequence[Example], model_path: Path | None = None, r
         others = None
         if understander is not None:
             rule = understander.crisis_by_rules(example.text)
-            by_rules = rule is not None and (not rule.circumstantial or scores.crisis >= TOGETHER_FLOOR)
+            by_rules = rule is not None and rule_stands(rule.circumstantial, scores.crisis)
             others = {"rules": by_rules, "rules|model": by_rules or flagged}
         rows.append((example, flagged, topic, others))
     return tallies(rows)

@@ -263,12 +263,13 @@ class RuleReadings:
                    np.array([r[5] for r in readings], dtype=bool))
 
     def given(self, crisis_scores: np.ndarray) -> RuleReadings:
-        """The readings as the understander decides with the model's crisis probabilities: a
-        circumstantial rule under ``TOGETHER_FLOOR`` does not fire."""
-        from ..understanding.understander import TOGETHER_FLOOR
+        """The readings as the understander decides with the model's crisis probabilities
+        (``rule_stands``: a rule of parts under ``TOGETHER_FLOOR`` does not fire)."""
+        from ..understanding.understander import rule_stands
 
-        kept = ~(self.circumstantial & (np.asarray(crisis_scores) < TOGETHER_FLOOR))
-        return replace(self, crisis=self.crisis & kept, circumstantial=self.circumstantial & kept)
+        kept = np.array([rule_stands(bool(c), float(s)) for c, s in zip(self.circumstantial, crisis_scores,
+                                                                          strict=True)], dtype=bool)
+        return replace(self, crisis=self.crisis & kept)
 
 
 @dataclass(frozen=True)

@@ -83,6 +83,13 @@ VETO_BELOW = 0.6
 # Every other phrase rule stands whatever the model says.
 TOGETHER_FLOOR = 0.02
 
+
+def rule_stands(circumstantial: bool, crisis: float) -> bool:
+    """Whether a crisis rule that fired counts, given the model's crisis probability: a rule of
+    parts only at ``TOGETHER_FLOOR`` or above, every other rule always. The bot, training's
+    operating points and ``model evaluate`` all decide by this."""
+    return not circumstantial or crisis >= TOGETHER_FLOOR
+
 # Words beside a calm phrase ("i" in "i dont want to die") that still leave a message calm.
 CALM_SLACK = 1
 # Words left unexplained around a general topic's single keyword before the message is taken to
@@ -277,7 +284,7 @@ class Understander:
         scores: Scores | None = None
         if keyword is not None and keyword.circumstantial:
             scores = self.model.score(text, reading.plain)
-            if scores.crisis < TOGETHER_FLOOR:
+            if not rule_stands(keyword.circumstantial, scores.crisis):
                 keyword = None
         if keyword is not None:
             return Understanding(Understood.CRISIS, "crisis", lang or keyword.lang, keyword.lang)
