@@ -3,12 +3,12 @@
 Two linear models over the features of :mod:`.features`, trained by ``mbcsms model train``
 (scikit-learn, at build time only) and shipped as arrays in ``weights/model.npz``. No
 scikit-learn at run time: the features are a sum of each word's and word pair's parts
-(``features``), so a word met before (``WORD_CACHE`` of them are kept) brings its part of both
-models' scores, summed once over its character n-grams and its own column; a message adds up its
-words' parts and gathers only its word pairs (new each message) from the weights. Nothing is
-counted a message, and one gather and one product do the sum: on a request path that also runs
-Flask, SQLite and logging, each object a message touches and numpy's per-call cost grow as the
-other work leaves the CPU caches cold.
+(``features``), so a word or a word pair met before (``WORD_CACHE`` of each are kept) brings its
+row of both models' scores, worked out once with numpy; a message adds up its words' and pairs'
+rows in plain Python. Nothing is counted a message and numpy is not called for a message met
+before: on a request path that also runs Flask, SQLite and logging, what matters is how much
+memory a message touches, and numpy's code and tables for three calls were a fifth of a
+request's cache misses (bench/instructions.py), more than the few hundred additions they saved.
 
 - ``score``: both models on one message. ``Scores.crisis`` is the crisis model's probability;
   the bot treats a message as a crisis at ``crisis_threshold`` or above (chosen on out-of-fold
@@ -24,7 +24,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import threading
+from array import array
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -33,9 +33,9 @@ import numpy as np
 
 from .features import BITS, pair_bucket, word_bucket, word_crc, word_grams, words_of
 
-# Words kept with their row of the score (one float64 for each of both models' outputs); past it
-# the table starts again (a stream of made-up words cannot grow it without bound). A word longer
-# than CACHED_WORD is never kept.
+# Words kept with their row of the score (one float for each of both models' outputs), and as
+# many word pairs; past it a table starts again (a stream of made-up words cannot grow it without
+# bound). A word longer than CACHED_WORD is never kept.
 WORD_CACHE = 50_000
 CACHED_WORD = 40
 
@@ -59,10 +59,15 @@ class Scores:
 
 
 class _Word(NamedTuple):
-    slot: int  # its row of Model._table (idf * weights summed over its columns); -1: not kept
+    # Its row: one float a model output, crisis first, then a topic each.
+    row: array[float] | None  # idf * weights summed over its known columns (None: it has none)
     squares: float  # sum of idf ** 2 over its columns
     crc: int  # features.word_crc, for its pairs
-    columns: tuple[int, ...] = ()  # a word not kept: its n-grams' and its own known columns
+
+
+class _Pair(NamedTuple):
+    row: array[float]  # idf * weights of the pair's column
+    square: float  # its idf ** 2
 
 
 class Model:
@@ -73,14 +78,9 @@ class Model:
                              f"this code reads format {FORMAT}, {BITS} bits: run `mbcsms model train`")
         self.keys = arrays["keys"].astype(np.int64)
         self.idf = arrays["idf"].astype(np.float64)
-        # Both models' weights side by side, one row a column: one gather and one product a
-        # message. crisis_coef and topic_coef are views of it.
-        weights = np.column_stack((arrays["crisis_coef"], arrays["topic_coef"])).astype(np.float64)
-        # Below them, a row a word met so far: its part of the score (see _word). One table, so
-        # that a message is one gather and one product.
-        self._table = np.zeros((len(weights) + WORD_CACHE, weights.shape[1]))
-        self._table[: len(weights)] = weights
-        self._weights = self._table[: len(weights)]
+        # Both models' weights side by side, one row a column: a word's or a pair's row is one
+        # gather and one product. crisis_coef and topic_coef are views of it.
+        self._weights = np.column_stack((arrays["crisis_coef"], arrays["topic_coef"])).astype(np.float64)
         self.crisis_coef = self._weights[:, 0]
         self.topic_coef = self._weights[:, 1:]  # (columns, topics)
         self.crisis_intercept = float(arrays["crisis_intercept"][0])
@@ -91,7 +91,8 @@ class Model:
         self._idf: list[float] = self.idf.tolist()
         self._intercepts: list[float] = [self.crisis_intercept, *self.topic_intercept.tolist()]
         self._words: dict[str, _Word] = {}
-        self._lock = threading.Lock()
+        # A word pair by its words' crcs (``first << 32 | second``); None: no column of the model.
+        self._pairs: dict[int, _Pair | None] = {}
         self.crisis_threshold = float(meta["crisis_threshold"])  # type: ignore[arg-type]
         self.topic_floor = float(meta["topic_floor"])  # type: ignore[arg-type]
         # The understander's decision points (chosen out of fold, like the two above): at or
@@ -137,46 +138,56 @@ class Model:
         if (own := column(word_bucket(crc))) is not None:
             columns.append(own)
         squares = math.fsum(idf[col] * idf[col] for col in columns)
-        if len(word) > CACHED_WORD or len(self._words) >= WORD_CACHE:
-            return _Word(-1, squares, crc, tuple(columns))
-        slot = len(self._weights) + len(self._words)
-        if columns:
-            self._table[slot] = self.idf.take(columns) @ self._weights.take(columns, axis=0)
-        else:
-            self._table[slot] = 0.0
-        known = self._words[word] = _Word(slot, squares, crc)
+        row = array("d", (self.idf.take(columns) @ self._weights.take(columns, axis=0)).tolist()) if columns else None
+        known = _Word(row, squares, crc)
+        if len(word) <= CACHED_WORD and len(self._words) < WORD_CACHE:
+            self._words[word] = known
         return known
+
+    def _pair(self, key: int, first: int, second: int) -> _Pair | None:
+        """A word pair not kept yet (``key`` is its words' crcs together): its column's part."""
+        col = self.column.get(pair_bucket(first, second))
+        pair = None if col is None else _Pair(array("d", (self._weights[col] * self._idf[col]).tolist()),
+                                              self._idf[col] * self._idf[col])
+        if len(self._pairs) < WORD_CACHE:
+            self._pairs[key] = pair
+        return pair
 
     def _logits(self, text: str, plain: str | None = None) -> list[float]:
         """Both models' logits: the crisis model's first, then one a topic. ``plain``: the
         message already normalised (``text.normalise``), if at hand.
 
         The features are ``features.vectorise``'s: each occurrence of a column adds its idf to
-        the column's value and its idf squared to the divisor's square, so the kept words' rows
-        and squares add up, and only the word pairs and the words too long to keep are gathered.
+        the column's value and its idf squared to the divisor's square, so the rows and squares
+        of the message's words and word pairs add up to its scores before the divisor.
         """
         typed = words_of(text, plain)
-        # The table starts again only between messages, and one message is scored at a time (a
-        # threaded server): no row a message reads is taken by another word before it is read.
-        with self._lock:
-            if len(self._words) + len(typed) > WORD_CACHE:
-                self._words.clear()
-            known = self._words.get
-            words = [known(word) or self._word(word) for word in typed]
-            column, idf = self.column.get, self._idf
-            pairs = [col for first, second in itertools.pairwise(word.crc for word in words)
-                     if (col := column(pair_bucket(first, second))) is not None]
-            squares = math.fsum([*(word.squares for word in words), *(idf[col] * idf[col] for col in pairs)])
-            if squares == 0.0:  # no column the model knows
-                return list(self._intercepts)
-            rows = [word.slot for word in words if word.slot >= 0]
-            scale = [1.0] * len(rows)
-            loose = [*pairs, *(col for word in words if word.slot < 0 for col in word.columns)]
-            rows.extend(loose)
-            scale.extend(idf[col] for col in loose)
-            total = np.fromiter(scale, dtype=np.float64, count=len(scale)) @ self._table.take(rows, axis=0)
-            norm = math.sqrt(squares)
-            return [p / norm + b for p, b in zip(total.tolist(), self._intercepts, strict=True)]
+        # Started again only between messages, so a message never pays twice for its words.
+        # Each entry holds its own row: threads scoring at once (``serve --dev``) share nothing
+        # a clear could take from under them.
+        if len(self._words) + len(typed) > WORD_CACHE:
+            self._words.clear()
+        if len(self._pairs) + len(typed) > WORD_CACHE:
+            self._pairs.clear()
+        known, kept = self._words.get, self._pairs.get
+        words = [known(word) or self._word(word) for word in typed]
+        rows = [word.row for word in words if word.row is not None]
+        squares = [word.squares for word in words]
+        for first, second in itertools.pairwise([word.crc for word in words]):
+            key = first << 32 | second
+            pair = kept(key, _UNSEEN)
+            if pair is _UNSEEN:
+                pair = self._pair(key, first, second)
+            if pair is not None:
+                rows.append(pair.row)
+                squares.append(pair.square)
+        total = math.fsum(squares)
+        if total == 0.0:  # no column the model knows
+            return list(self._intercepts)
+        norm = math.sqrt(total)
+        # Column by column over the rows: a message's few dozen rows in C loops, with no call
+        # into numpy.
+        return [p / norm + b for p, b in zip(map(sum, zip(*rows, strict=True)), self._intercepts, strict=True)]
 
     def crisis_probability(self, text: str) -> float:
         return _sigmoid(self._logits(text)[0])
@@ -185,6 +196,10 @@ class Model:
         """Both models on one message, its features computed once."""
         logits = self._logits(text, plain)
         return Scores(_sigmoid(logits[0]), dict(zip(self.topics, _softmax(logits[1:]), strict=True)))
+
+
+# A pair not looked up yet (None is a pair the model has no column for).
+_UNSEEN = _Pair(array("d"), 0.0)
 
 
 def _sigmoid(z: float) -> float:
