@@ -7,8 +7,9 @@ scikit-learn at run time: the features are a sum of each word's and word pair's 
 row of both models' scores, worked out once with numpy; a message adds up its words' and pairs'
 rows in plain Python. Nothing is counted a message and numpy is not called for a message met
 before: on a request path that also runs Flask, SQLite and logging, what matters is how much
-memory a message touches, and numpy's code and tables for three calls were a fifth of a
-request's cache misses (bench/instructions.py), more than the few hundred additions they saved.
+memory a message touches, and numpy's code and tables for three calls were about a sixth of a
+request's cache misses (cachegrind with a 1 MiB last-level cache: README, Performance), worth
+more than the few hundred additions they did in C.
 
 - ``score``: both models on one message. ``Scores.crisis`` is the crisis model's probability;
   the bot treats a message as a crisis at ``crisis_threshold`` or above (chosen on out-of-fold
