@@ -28,29 +28,25 @@ _ALLOWED = frozenset(ALLOWED_FIELDS)
 _ENCODER = json.JSONEncoder(ensure_ascii=False)
 
 
+# (a second, its time text): one tuple, replaced whole (threads).
+_stamp = (-1, "")
+
+
 def json_line(created: float, msecs: float, level_name: str, event: str, fields: Mapping[str, object]) -> str:
     """One log line: its time (UTC, to the millisecond), level and event, then the allowed
     fields of ``fields`` that are set."""
+    global _stamp
     second, stamp = _stamp
     if int(created) != second:  # a busy worker logs many lines a second
         second = int(created)
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        _remember_stamp(second, stamp)
+        _stamp = (second, stamp)
     entry: dict[str, object] = {"time": f"{stamp}.{int(msecs):03d}Z", "level": level_name, "event": event}
     for name in ALLOWED_FIELDS:
         value = fields.get(name)
         if value is not None:
             entry[name] = value
     return _ENCODER.encode(entry)
-
-
-# (a second, its time text): one tuple, replaced whole (threads).
-_stamp = (-1, "")
-
-
-def _remember_stamp(second: int, stamp: str) -> None:
-    global _stamp
-    _stamp = (second, stamp)
 
 
 class JsonFormatter(logging.Formatter):
