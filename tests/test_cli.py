@@ -14,6 +14,7 @@ from click.testing import CliRunner, Result
 from mbcsms.catalog import Catalog
 from mbcsms.cli import main, wsgi_app
 from mbcsms.helpline_hours import status
+from mbcsms.store import SCHEMA_VERSION
 from tests.helpers import AUTH_TOKEN, PATIENT, SECRET
 
 SPANISH_HER2 = "HER2 positivo"
@@ -190,7 +191,7 @@ def test_migrate_reads_only_the_database_and_can_run_again(tmp_path):
     for _ in range(2):
         result = run("migrate", env=env)
         assert result.exit_code == 0, result.output
-        assert result.output == f"mbcsms: SQLite schema is ready in {database} (version 2)\n"
+        assert result.output == f"mbcsms: SQLite schema is ready in {database} (version {SCHEMA_VERSION})\n"
     with sqlite3.connect(database) as connection:
         tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"senders", "answered"} <= tables
@@ -256,4 +257,4 @@ def test_release_checks_the_web_settings_before_it_migrates(tmp_path):
     env = {"TWILIO_AUTH_TOKEN": AUTH_TOKEN, "MBCSMS_SECRET": SECRET, "MBCSMS_DB": str(database)}
     result = run("release", env=env)
     assert result.exit_code == 0, result.output
-    assert result.output.endswith(f"mbcsms: SQLite schema is ready in {database} (version 2)\n")
+    assert result.output.endswith(f"mbcsms: SQLite schema is ready in {database} (version {SCHEMA_VERSION})\n")

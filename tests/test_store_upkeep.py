@@ -17,6 +17,7 @@ from mbcsms import create_app
 from mbcsms.cli import main
 from mbcsms.senders import key_id, sender_key
 from mbcsms.store import SCHEMA_VERSION
+from mbcsms.store.sqlite import ANSWERED_COLUMNS, PURGE_BATCH, SENDER_COLUMNS
 from tests.helpers import SECRET, app_env, post_signed
 from tests.pg_server import fresh_schema, shared_url
 from tests.twiml import messages, one_message
@@ -40,6 +41,14 @@ CREATE TABLE IF NOT EXISTS senders (sender TEXT PRIMARY KEY, lang TEXT, last_lan
 CREATE TABLE IF NOT EXISTS answered (message TEXT PRIMARY KEY, topic TEXT NOT NULL, lang TEXT NOT NULL,
     sent BOOLEAN NOT NULL, answered_at DOUBLE PRECISION NOT NULL);
 CREATE INDEX IF NOT EXISTS answered_by_time ON answered (answered_at);
+"""
+# Version 2 as that release's `mbcsms migrate` left an SQLite file (a fixture, like the above).
+VERSION_2_SQLITE = TODAYS_SQLITE + """
+ALTER TABLE senders ADD COLUMN key_id TEXT;
+ALTER TABLE senders ADD COLUMN opt_changed_at REAL NOT NULL DEFAULT 0;
+CREATE INDEX IF NOT EXISTS senders_by_last_seen ON senders (last_seen);
+CREATE TABLE schema_version (version INTEGER NOT NULL);
+INSERT INTO schema_version (version) VALUES (2);
 """
 OPTED_OUT = "+15550301001"
 ACTIVE = "+15550301002"
@@ -137,6 +146,50 @@ def test_purge_removes_inactive_senders_and_keeps_every_opted_out_one(database: 
     assert len(database.execute("SELECT sender FROM senders")) == 2
     assert messages(post_signed(client, "HER2", sender=OPTED_OUT)) == []  # honoured forever
     assert "HER2" in one_message(post_signed(client, "HER2", sender=ACTIVE))
+
+
+def test_a_version_2_sqlite_file_upgrades_keeping_every_row_and_column(tmp_path: Path) -> None:
+    database = Database("sqlite", tmp_path)
+    database.execute(VERSION_2_SQLITE)
+    opted_out = sender_key(SECRET, OPTED_OUT)
+    rows = [
+        (opted_out, "es", "es", 1, None, 1.0e9, 1.5e9, 0.0, 0, 0, key_id(SECRET), 1.4e9),
+        ("a" * 64, "en", "es", 0, "main", 1.1e9, 1.6e9, 1.6e9, 3, 1, None, 0.0),
+    ]
+    for row in rows:
+        database.execute(f"INSERT INTO senders ({SENDER_COLUMNS}) VALUES ({', '.join('?' * 12)})", row)
+    answered = ("m" * 64, "her2", "es", 1, 1.6e9)
+    database.execute(f"INSERT INTO answered ({ANSWERED_COLUMNS}) VALUES (?, ?, ?, ?, ?)", answered)
+    assert f"(version {SCHEMA_VERSION})" in run(database, "migrate")
+    assert database.execute(f"SELECT {SENDER_COLUMNS} FROM senders ORDER BY sender") == sorted(rows)
+    assert database.execute(f"SELECT {ANSWERED_COLUMNS} FROM answered") == [answered]
+    client = create_app(database.env()).test_client()
+    assert messages(post_signed(client, "HER2", sender=OPTED_OUT)) == []
+    assert "Hola de nuevo" in one_message(post_signed(client, "ALTA", sender=OPTED_OUT))  # its "es" kept
+
+
+def test_purge_walks_a_table_larger_than_one_batch(tmp_path: Path) -> None:
+    database = Database("sqlite", tmp_path)
+    run(database, "migrate")
+    now = time.time()
+    # Inactive, inactive but opted out, active: in turn over the whole key range, so every
+    # batch holds some of each.
+    kinds = [(now - 400 * DAY, 0), (now - 400 * DAY, 1), (now - DAY, 0)]
+    count = 2 * PURGE_BATCH + 500
+    rows = []
+    for index in range(count):
+        last_seen, opted_out = kinds[index % 3]
+        rows.append((f"{index:064x}", last_seen, last_seen, opted_out))
+    with sqlite3.connect(tmp_path / "state.db") as connection:
+        connection.executemany(
+            "INSERT INTO senders (sender, first_seen, last_seen, opted_out) VALUES (?, ?, ?, ?)", rows
+        )
+    inactive, opted_out_count = len(range(0, count, 3)), len(range(1, count, 3))
+    output = run(database, "purge", "--inactive-days", "365")
+    assert f"purged {inactive} senders" in output
+    remaining = database.execute("SELECT count(*), sum(opted_out) FROM senders")
+    assert remaining == [(count - inactive, opted_out_count)]
+    assert run(database, "purge", "--inactive-days", "365").startswith("mbcsms: purged 0 senders")
 
 
 def test_an_opt_out_survives_a_rotation_of_the_secret(database: Database) -> None:

@@ -23,10 +23,11 @@ REPLAYABLE_WHEN_OPTED_OUT = frozenset({"crisis", "stop"})
 Decide = Callable[[SenderState], tuple[Reply, SenderState]]
 
 # The schema this code writes. Each store keeps an ordered list of steps; step N brings a
-# database from version N-1 to N. Steps are additive only (new tables, new columns with defaults,
-# new indexes), so the release before keeps working on an upgraded database during a rolling
-# deploy. Version 1 is the schema of the first releases, which had no version table.
-SCHEMA_VERSION = 2
+# database from version N-1 to N. A step never removes or renames a table or column (it adds
+# them, with defaults; adds or drops an index; rebuilds a table with the same columns), so the
+# release before keeps working on an upgraded database during a rolling deploy. Version 1 is the
+# schema of the first releases, which had no version table.
+SCHEMA_VERSION = 3
 
 
 class StoreError(Exception):

@@ -49,7 +49,14 @@ CREATE TABLE IF NOT EXISTS answered (
 CREATE INDEX IF NOT EXISTS answered_by_time ON answered (answered_at);
 """
 
-# Step N takes the schema from version N-1 to N; additive only (see store.SCHEMA_VERSION).
+SENDER_COLUMNS = (
+    "sender, lang, last_lang, opted_out, last_menu, first_seen, last_seen, window_start, window_count,"
+    " window_noticed, key_id, opt_changed_at"
+)
+ANSWERED_COLUMNS = "message, topic, lang, sent, answered_at"
+
+# Step N takes the schema from version N-1 to N, keeping what the release before uses (see
+# store.SCHEMA_VERSION).
 STEPS: dict[int, tuple[str, ...]] = {
     1: tuple(statement for statement in SCHEMA_V1.split(";") if statement.strip()),
     2: (
@@ -58,6 +65,40 @@ STEPS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE senders ADD COLUMN key_id TEXT",
         "ALTER TABLE senders ADD COLUMN opt_changed_at REAL NOT NULL DEFAULT 0",
         "CREATE INDEX IF NOT EXISTS senders_by_last_seen ON senders (last_seen)",
+    ),
+    # Each table is one B-tree keyed by its text key (WITHOUT ROWID), instead of a rowid table
+    # plus an index of that key; and the index on last_seen, which every message moved, is
+    # gone (purge scans in short batches instead). Same tables and columns, so the release
+    # before keeps working; a message writes about half the pages it did (bench/load.py).
+    3: (
+        """CREATE TABLE senders_v3 (
+            sender TEXT PRIMARY KEY,
+            lang TEXT,
+            last_lang TEXT,
+            opted_out INTEGER NOT NULL DEFAULT 0,
+            last_menu TEXT,
+            first_seen REAL NOT NULL,
+            last_seen REAL NOT NULL,
+            window_start REAL NOT NULL DEFAULT 0,
+            window_count INTEGER NOT NULL DEFAULT 0,
+            window_noticed INTEGER NOT NULL DEFAULT 0,
+            key_id TEXT,
+            opt_changed_at REAL NOT NULL DEFAULT 0
+        ) WITHOUT ROWID""",
+        f"INSERT INTO senders_v3 ({SENDER_COLUMNS}) SELECT {SENDER_COLUMNS} FROM senders",
+        "DROP TABLE senders",
+        "ALTER TABLE senders_v3 RENAME TO senders",
+        """CREATE TABLE answered_v3 (
+            message TEXT PRIMARY KEY,
+            topic TEXT NOT NULL,
+            lang TEXT NOT NULL,
+            sent INTEGER NOT NULL,
+            answered_at REAL NOT NULL
+        ) WITHOUT ROWID""",
+        f"INSERT INTO answered_v3 ({ANSWERED_COLUMNS}) SELECT {ANSWERED_COLUMNS} FROM answered",
+        "DROP TABLE answered",
+        "ALTER TABLE answered_v3 RENAME TO answered",
+        "CREATE INDEX answered_by_time ON answered (answered_at)",
     ),
 }
 assert sorted(STEPS) == list(range(1, SCHEMA_VERSION + 1))
@@ -70,6 +111,9 @@ READ_TIMEOUT_MS = 200
 # Pruning old message ids on every request would cost a write each time; once in a while is
 # enough to keep "a day" true within minutes.
 PRUNE_EVERY = 200
+# Senders purge looks at per write transaction: a few milliseconds of the write lock each, so
+# the webhook's messages never wait long behind a purge of a large table.
+PURGE_BATCH = 2000
 
 T = TypeVar("T")
 # Sync levels (PRAGMA synchronous): ORDINARY for every message, DURABLE for opt-out changes.
@@ -152,8 +196,8 @@ class SQLiteStore:
     def _warn_if_newer(self, connection: sqlite3.Connection) -> None:
         version = _schema_version(connection)
         if version > SCHEMA_VERSION:
-            # A newer release migrated it (a rollback, or a rolling deploy): its steps are
-            # additive, so this code keeps working.
+            # A newer release migrated it (a rollback, or a rolling deploy): its steps keep
+            # what this code uses, so it keeps working.
             logs.event("schema_newer_than_code", logging.WARNING, store=self.name, version=version)
 
     def schema_version(self) -> int:
@@ -404,16 +448,34 @@ class SQLiteStore:
         return self._write(read)
 
     def purge(self, now: float, inactive_seconds: float) -> tuple[int, int]:
-        def delete(connection: sqlite3.Connection) -> tuple[int, int]:
-            senders = connection.execute(
-                "DELETE FROM senders WHERE last_seen < ? AND opted_out = 0", (now - inactive_seconds,)
-            ).rowcount
-            answered = connection.execute(
-                "DELETE FROM answered WHERE answered_at < ?", (now - ANSWERED_KEEP_SECONDS,)
-            ).rowcount
-            return senders, answered
+        # No index on last_seen (every message would move it): the senders are walked in key
+        # order, PURGE_BATCH at a time, each batch in its own short write transaction.
+        cutoff = now - inactive_seconds
+        after = ""
+        senders = 0
 
-        return self._write(delete, durable=True)
+        def delete_batch(connection: sqlite3.Connection) -> tuple[str | None, int]:
+            rows = connection.execute(
+                "SELECT sender, last_seen, opted_out FROM senders WHERE sender > ? ORDER BY sender LIMIT ?",
+                (after, PURGE_BATCH),
+            ).fetchall()
+            inactive = [(row[0],) for row in rows if row[1] < cutoff and not row[2]]
+            connection.executemany("DELETE FROM senders WHERE sender = ?", inactive)
+            return (rows[-1][0] if len(rows) == PURGE_BATCH else None), len(inactive)
+
+        while True:
+            last, deleted = self._write(delete_batch, durable=True)
+            senders += deleted
+            if last is None:
+                break
+            after = last
+        answered = self._write(
+            lambda connection: connection.execute(
+                "DELETE FROM answered WHERE answered_at < ?", (now - ANSWERED_KEEP_SECONDS,)
+            ).rowcount,
+            durable=True,
+        )
+        return senders, answered
 
     def key_counts(self) -> list[KeyCount]:
         def count(connection: sqlite3.Connection) -> list[KeyCount]:
