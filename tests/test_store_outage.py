@@ -11,6 +11,7 @@ import contextlib
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,9 @@ from flask import Flask
 
 from mbcsms import create_app
 from mbcsms.bot import Bot, Inbound
+from mbcsms.conversation import Reply, SenderState
+from mbcsms.store import Recorded, StoreBusy
+from mbcsms.store.sqlite import SQLiteStore
 from tests.helpers import app_env, post_signed
 from tests.outages import (
     CRISIS,
@@ -199,6 +203,27 @@ def test_a_crisis_behind_a_busy_write_lock_is_recorded_once_the_lock_frees(tmp_p
         time.sleep(0.02)
     assert answered() == before + 1  # finished on a store thread, not lost
     assert bot_of(app).breaker.state == "closed"
+
+
+def test_a_store_call_in_a_hurry_gives_up_on_a_busy_lock_having_changed_nothing(tmp_path: Path) -> None:
+    database = tmp_path / "state.db"
+    store = SQLiteStore(database, busy_timeout_ms=int(float(LOCK_WAIT) * 1000))
+    decided: list[SenderState] = []
+
+    def decide(state: SenderState) -> tuple[Reply, SenderState]:
+        decided.append(state)
+        return Reply("crisis", "en", "call 911"), replace(state, lang="es")
+
+    store.exchange("sender", "first", decide, 1.0)
+    with sqlite_write_lock(database):
+        started = time.perf_counter()
+        with pytest.raises(StoreBusy):
+            store.exchange("sender", "second", decide, 2.0, lock_wait=0.05)
+        assert time.perf_counter() - started < NOT_WAITING
+    assert len(decided) == 1
+    # The same store carries on at once; the message it gave up on is answered as new.
+    assert store.exchange("sender", "second", decide, 3.0, lock_wait=0.05) == Recorded("crisis", "en", True)
+    assert len(decided) == 2 and decided[-1].lang == "es"
 
 
 def test_the_breaker_stops_requests_waiting_on_the_store(tmp_path: Path) -> None:

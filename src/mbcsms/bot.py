@@ -33,7 +33,7 @@ from .catalog import Catalog
 from .config import Settings
 from .conversation import Conversation, Message, RateLimit, Reply, SenderState, channel_of
 from .senders import SenderKeys, message_key
-from .store import OptChange, Recorded, StateStore, StoreError, open_store
+from .store import OptChange, Recorded, StateStore, StoreBusy, StoreError, open_store
 from .store.local import LocalState, LocalStateError
 from .understanding import Understanding, Understood
 
@@ -41,6 +41,10 @@ T = TypeVar("T")
 
 # A crisis reply waits at most this long for the store to record it; then it goes out anyway.
 CRISIS_WAIT_SECONDS = 0.3
+# Of that, how long a crisis waits for SQLite's write lock on its own thread before a store
+# thread takes over the wait (the hand-off costs more than the exchange itself, so it is paid
+# only when the lock is busy).
+CRISIS_LOCK_WAIT_SECONDS = 0.05
 # The mirror of opt-outs (PostgreSQL) is brought up to date this often by each worker.
 MIRROR_SYNC_SECONDS = 2.0
 # Senders remembered for the in-memory rate limit that stands in while the store is away.
@@ -271,7 +275,7 @@ class Bot:
 
     def _exchange(
         self, understood: _Understood, keys: SenderKeys, message: str | None, now: float,
-        fresh: list[tuple[Reply, SenderState, SenderState]],
+        fresh: list[tuple[Reply, SenderState, SenderState]], lock_wait: float | None = None,
     ) -> Callable[[], Recorded]:
         def decide(state: SenderState) -> tuple[Reply, SenderState]:
             reply, new_state = self.conversation.respond(understood.understanding, state, now, understood.message)
@@ -281,7 +285,7 @@ class Bot:
             return replace(reply, topic=reply.record), new_state
 
         return lambda: self.store.exchange(
-            keys.current, message, decide, now, previous=keys.previous, key_id=keys.key_id
+            keys.current, message, decide, now, previous=keys.previous, key_id=keys.key_id, lock_wait=lock_wait
         )
 
     def _with_store(
@@ -315,15 +319,11 @@ class Bot:
             return stateless
         fresh: list[tuple[Reply, SenderState, SenderState]] = []
         try:
-            future = self._calls.submit(self._exchange(understood, keys, message, now, fresh))
-            recorded = future.result(min(CRISIS_WAIT_SECONDS, self.deadline))
-        except FutureTimeout:
-            future.add_done_callback(self._outcome)
-            self.events.add("crisis_without_store")
-            self._log(stateless, keys.current, started, degraded=True)
-            return stateless
+            recorded = self._record_crisis(understood, keys, message, now, fresh)
         except StoreError as error:
             self._store_failed(error)
+            recorded = None
+        if recorded is None:
             self.events.add("crisis_without_store")
             self._log(stateless, keys.current, started, degraded=True)
             return stateless
@@ -331,6 +331,27 @@ class Bot:
         reply = fresh[-1][0] if fresh else self._replay(recorded, now)
         self._log(reply, keys.current, started, retry=None if fresh else True)
         return reply
+
+    def _record_crisis(
+        self, understood: _Understood, keys: SenderKeys, message: str | None, now: float,
+        fresh: list[tuple[Reply, SenderState, SenderState]],
+    ) -> Recorded | None:
+        """The crisis's exchange, if the store records it within CRISIS_WAIT_SECONDS; None
+        when it goes on in the background. SQLite is tried on this thread while its write lock
+        frees within CRISIS_LOCK_WAIT_SECONDS (a checkpoint is left to others); a busy lock,
+        or PostgreSQL, is waited for on a store thread. Raises StoreError."""
+        began = time.monotonic()
+        if self.store.bounds_own_waits:
+            try:
+                return self._exchange(understood, keys, message, now, fresh, CRISIS_LOCK_WAIT_SECONDS)()
+            except StoreBusy:
+                pass  # nothing was changed: the store thread below tries it again
+        future = self._calls.submit(self._exchange(understood, keys, message, now, fresh))
+        try:
+            return future.result(max(0.0, min(CRISIS_WAIT_SECONDS, self.deadline) - (time.monotonic() - began)))
+        except FutureTimeout:
+            future.add_done_callback(self._outcome)
+            return None
 
     def _outcome(self, future: Future[Recorded]) -> None:
         """A store call the request stopped waiting for has ended: the breaker hears of it."""

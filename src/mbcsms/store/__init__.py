@@ -34,6 +34,10 @@ class StoreError(Exception):
     """The store could not be read or written (locked, missing, corrupt, unreachable)."""
 
 
+class StoreBusy(StoreError):
+    """The write lock stayed taken for as long as the call could wait: nothing was changed."""
+
+
 @dataclass(frozen=True)
 class OptChange:
     """An opt-out (``opted_out`` True) or opt-in taken while the store could not be written,
@@ -92,13 +96,16 @@ class StateStore(Protocol):
 
     def exchange(
         self, sender: str, message: str | None, decide: Decide, now: float, *,
-        previous: tuple[str, ...] = (), key_id: str | None = None,
+        previous: tuple[str, ...] = (), key_id: str | None = None, lock_wait: float | None = None,
     ) -> Recorded:
         """Answer one message atomically: a message already answered returns its recorded
         reply without calling ``decide``; otherwise ``decide`` gets the sender's state and its
         new state and reply are stored together. ``previous``: the sender's keys under older
         secrets; a row found under one of them (and none under ``sender``) is re-keyed to
-        ``sender`` with ``key_id`` in the same transaction. Raises StoreError."""
+        ``sender`` with ``key_id`` in the same transaction. ``lock_wait``: wait at most this
+        long for the write lock, then StoreBusy (None: the store's timeout); a store that
+        bounds its own waits honours it, the others' calls are bounded by the bot's store
+        threads. Raises StoreError."""
 
     def apply_opt_changes(self, changes: list[OptChange]) -> int:
         """Write opt changes taken during an outage; a change older than the one the store

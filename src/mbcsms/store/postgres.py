@@ -253,8 +253,10 @@ class PostgresStore:
 
     def exchange(
         self, sender: str, message: str | None, decide: Decide, now: float, *,
-        previous: tuple[str, ...] = (), key_id: str | None = None,
+        previous: tuple[str, ...] = (), key_id: str | None = None, lock_wait: float | None = None,
     ) -> Recorded:
+        # lock_wait is not needed here: the bot calls this store on its store threads, and
+        # stops waiting for a call at its own deadline (bounds_own_waits is False).
         return self._run(
             lambda connection: self._exchange(connection, sender, message, decide, now, previous, key_id)
         )

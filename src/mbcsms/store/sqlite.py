@@ -22,6 +22,7 @@ from . import (
     OptChange,
     Peek,
     Recorded,
+    StoreBusy,
     StoreError,
 )
 
@@ -215,21 +216,30 @@ class SQLiteStore:
 
     def exchange(
         self, sender: str, message: str | None, decide: Decide, now: float, *,
-        previous: tuple[str, ...] = (), key_id: str | None = None,
+        previous: tuple[str, ...] = (), key_id: str | None = None, lock_wait: float | None = None,
     ) -> Recorded:
         keys = (sender, previous, key_id)
         try:
             connection = self._connection()
-            recorded = self._transaction(connection, keys, message, decide, now, durable=False)
-            if recorded is None:
-                # An opt-out or opt-in: it must be on disk before Twilio hears back, even after
-                # a power cut. SQLite cannot raise the sync level inside a transaction, so the
-                # exchange is done again under FULL (decide is pure; the state is read afresh).
-                connection.execute(f"PRAGMA synchronous = {DURABLE}")
-                try:
-                    recorded = self._transaction(connection, keys, message, decide, now, durable=True)
-                finally:
-                    connection.execute(f"PRAGMA synchronous = {ORDINARY}")
+            if lock_wait is not None:
+                # A caller in a hurry (a crisis) does not pay for a checkpoint of everyone's
+                # pages: that is left to the next ordinary commit.
+                connection.execute("PRAGMA wal_autocheckpoint = 0")
+            try:
+                recorded = self._transaction(connection, keys, message, decide, now, lock_wait, durable=False)
+                if recorded is None:
+                    # An opt-out or opt-in: it must be on disk before Twilio hears back, even
+                    # after a power cut. SQLite cannot raise the sync level inside a transaction,
+                    # so the exchange is done again under FULL (decide is pure; the state is read
+                    # afresh).
+                    connection.execute(f"PRAGMA synchronous = {DURABLE}")
+                    try:
+                        recorded = self._transaction(connection, keys, message, decide, now, lock_wait, durable=True)
+                    finally:
+                        connection.execute(f"PRAGMA synchronous = {ORDINARY}")
+            finally:
+                if lock_wait is not None:
+                    connection.execute(f"PRAGMA wal_autocheckpoint = {CHECKPOINT_PAGES}")
             assert recorded is not None
             return recorded
         except sqlite3.Error as error:
@@ -237,19 +247,21 @@ class SQLiteStore:
             self._drop_connection()
             raise StoreError(f"sqlite: {error}") from error
 
-    def _begin_immediate(self, connection: sqlite3.Connection) -> None:
-        """Take the write lock, waiting up to the busy timeout."""
-        self._while_locked(lambda: connection.execute("BEGIN IMMEDIATE"))
+    def _begin_immediate(self, connection: sqlite3.Connection, wait: float | None = None) -> None:
+        """Take the write lock, waiting up to ``wait`` seconds (None: the busy timeout)."""
+        self._while_locked(lambda: connection.execute("BEGIN IMMEDIATE"), wait)
 
-    def _while_locked(self, attempt: Callable[[], T]) -> T:
-        """``attempt()``, tried again while the database is locked, up to the busy timeout.
+    def _while_locked(self, attempt: Callable[[], T], wait: float | None = None) -> T:
+        """``attempt()``, tried again while the database is locked, for up to ``wait`` seconds
+        (None: the busy timeout); then StoreBusy.
 
         SQLite's own busy handler sleeps 1, 2, 5, 10... ms between tries, far longer than our
         transactions hold the lock (about 0.1 ms): with several workers that sleeping, not the
         work, was most of a request's time. So the handler is off (busy_timeout 0, set when
         the connection opens) and we retry after a short, jittered pause.
         """
-        deadline = time.monotonic() + self.busy_timeout_ms / 1000
+        wait = self.busy_timeout_ms / 1000 if wait is None else wait
+        deadline = time.monotonic() + wait
         pause = 0.0001
         while True:
             try:
@@ -258,17 +270,18 @@ class SQLiteStore:
                 if "locked" not in str(error) and "busy" not in str(error):
                     raise
                 if time.monotonic() >= deadline:
-                    raise
+                    raise StoreBusy(f"sqlite: the database stayed locked for {wait:g} s") from error
             time.sleep(pause * (0.5 + random.random()))
             pause = min(pause * 2, 0.005)
 
     def _transaction(
         self, connection: sqlite3.Connection, keys: Keys, message: str | None, decide: Decide,
-        now: float, durable: bool,
+        now: float, lock_wait: float | None, durable: bool,
     ) -> Recorded | None:
-        """One exchange in one write transaction; None, rolled back, when it changes the
-        sender's opt-out and ``durable`` is False."""
-        self._begin_immediate(connection)
+        """One exchange in one write transaction, its lock waited for up to ``lock_wait``
+        seconds; None, rolled back, when it changes the sender's opt-out and ``durable`` is
+        False."""
+        self._begin_immediate(connection, lock_wait)
         try:
             recorded = self._exchange(connection, keys, message, decide, now, durable)
         except BaseException:
