@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from mbcsms.conversation import Reply, SenderState
@@ -313,3 +315,39 @@ def test_postgres_error_reasons_never_quote_query_values() -> None:
     error = psycopg.errors.InvalidTextRepresentation('invalid input syntax for type integer: "+15551234567"')
     reason = short_reason(error)
     assert "15551234567" not in reason and "22P02" in reason
+
+
+def test_a_sender_purged_while_their_message_waits_for_their_row_is_answered_as_new() -> None:
+    """PostgreSQL: the exchange inserts the sender's row if missing, then locks it. A purge
+    that deletes the row between the two (it held the row first) must not make the message
+    fail: it is answered as a new sender's."""
+    with fresh_schema(shared_url()) as url:
+        store = open_store(url, "unused.db", timeout=10.0)
+        try:
+            store.exchange(SENDER, None, increment, NOW)
+            outcome: dict[str, object] = {}
+
+            def message() -> None:
+                try:
+                    outcome["recorded"] = store.exchange(SENDER, "m1", increment, NOW + 1)
+                except BaseException as error:  # handed to the test's thread
+                    outcome["error"] = error
+
+            with psycopg.connect(url) as purge, psycopg.connect(url, autocommit=True) as watcher:
+                purge.execute("SELECT 1 FROM senders WHERE sender = %s FOR UPDATE", (SENDER,))
+                thread = threading.Thread(target=message)
+                thread.start()
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline and not watcher.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                    " AND query LIKE %s AND pid <> %s", ("%FOR UPDATE%", purge.info.backend_pid)
+                ).fetchone()[0]:  # type: ignore[index]
+                    time.sleep(0.01)
+                purge.execute("DELETE FROM senders WHERE sender = %s", (SENDER,))
+                purge.commit()
+                thread.join(timeout=10)
+            assert "error" not in outcome, outcome.get("error")
+            assert outcome["recorded"] == Recorded("count", "en", True)
+            assert current(store).window_count == 1  # a new row, counted once
+        finally:
+            store.close()

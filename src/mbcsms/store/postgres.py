@@ -305,18 +305,24 @@ class PostgresStore:
     ) -> Recorded:
         _rekey(connection, sender, previous, key_id)
         # The row must exist before it can be locked; FOR UPDATE then makes every other dyno's
-        # exchange for this sender wait, and re-read the state we commit.
-        connection.execute(
-            "INSERT INTO senders (sender, first_seen, last_seen, key_id) VALUES (%s, %s, %s, %s)"
-            " ON CONFLICT (sender) DO NOTHING",
-            (sender, now, now, key_id),
-        )
-        row = connection.execute(
-            "SELECT lang, last_lang, opted_out, last_menu, window_start, window_count, window_noticed"
-            " FROM senders WHERE sender = %s FOR UPDATE",
-            (sender,),
-        ).fetchone()
-        assert row is not None  # inserted above, and senders are never deleted
+        # exchange for this sender wait, and re-read the state we commit. A purge can delete
+        # the row in between (it held it first): then it is inserted again, as a new sender's
+        # (purge never deletes an opted-out one), and that row is ours until we commit.
+        for _ in range(2):
+            connection.execute(
+                "INSERT INTO senders (sender, first_seen, last_seen, key_id) VALUES (%s, %s, %s, %s)"
+                " ON CONFLICT (sender) DO NOTHING",
+                (sender, now, now, key_id),
+            )
+            row = connection.execute(
+                "SELECT lang, last_lang, opted_out, last_menu, window_start, window_count, window_noticed"
+                " FROM senders WHERE sender = %s FOR UPDATE",
+                (sender,),
+            ).fetchone()
+            if row is not None:
+                break
+        else:
+            raise StoreError("postgresql: a sender's row vanished twice while it was being locked")
         if message is not None:
             # Checked under the sender's lock, so a retry racing its original waits and sees it.
             answered = connection.execute(
