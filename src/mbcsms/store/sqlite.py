@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import random
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import ClassVar, TypeVar
 
@@ -50,11 +51,37 @@ CREATE TABLE IF NOT EXISTS answered (
 CREATE INDEX IF NOT EXISTS answered_by_time ON answered (answered_at);
 """
 
-SENDER_COLUMNS = (
-    "sender, lang, last_lang, opted_out, last_menu, first_seen, last_seen, window_start, window_count,"
-    " window_noticed, key_id, opt_changed_at"
+# The tables as step 3 rebuilds them (WITHOUT ROWID), one definition each.
+SENDERS_V3 = (
+    "sender TEXT PRIMARY KEY, lang TEXT, last_lang TEXT, opted_out INTEGER NOT NULL DEFAULT 0,"
+    " last_menu TEXT, first_seen REAL NOT NULL, last_seen REAL NOT NULL,"
+    " window_start REAL NOT NULL DEFAULT 0, window_count INTEGER NOT NULL DEFAULT 0,"
+    " window_noticed INTEGER NOT NULL DEFAULT 0, key_id TEXT, opt_changed_at REAL NOT NULL DEFAULT 0"
 )
-ANSWERED_COLUMNS = "message, topic, lang, sent, answered_at"
+ANSWERED_V3 = (
+    "message TEXT PRIMARY KEY, topic TEXT NOT NULL, lang TEXT NOT NULL, sent INTEGER NOT NULL,"
+    " answered_at REAL NOT NULL"
+)
+
+
+def _column_names(definition: str) -> str:
+    return ", ".join(column.split()[0] for column in definition.split(","))
+
+
+SENDER_COLUMNS = _column_names(SENDERS_V3)
+ANSWERED_COLUMNS = _column_names(ANSWERED_V3)
+
+
+def _rebuilt_without_rowid(table: str, definition: str) -> tuple[str, ...]:
+    """Rebuild ``table`` as a WITHOUT ROWID table of ``definition``, keeping every row."""
+    columns, new = _column_names(definition), f"{table}_v3"
+    return (
+        f"CREATE TABLE {new} ({definition}) WITHOUT ROWID",
+        f"INSERT INTO {new} ({columns}) SELECT {columns} FROM {table}",
+        f"DROP TABLE {table}",
+        f"ALTER TABLE {new} RENAME TO {table}",
+    )
+
 
 # Step N takes the schema from version N-1 to N, keeping what the release before uses (see
 # store.SCHEMA_VERSION).
@@ -69,36 +96,11 @@ STEPS: dict[int, tuple[str, ...]] = {
     ),
     # Each table is one B-tree keyed by its text key (WITHOUT ROWID), instead of a rowid table
     # plus an index of that key; and the index on last_seen, which every message moved, is
-    # gone (purge scans in short batches instead). Same tables and columns, so the release
-    # before keeps working; a message writes about half the pages it did (bench/load.py).
+    # gone (dropped with its table; purge scans in short batches instead). Same tables and
+    # columns, so the release before keeps working; a message writes about half the pages it did.
     3: (
-        """CREATE TABLE senders_v3 (
-            sender TEXT PRIMARY KEY,
-            lang TEXT,
-            last_lang TEXT,
-            opted_out INTEGER NOT NULL DEFAULT 0,
-            last_menu TEXT,
-            first_seen REAL NOT NULL,
-            last_seen REAL NOT NULL,
-            window_start REAL NOT NULL DEFAULT 0,
-            window_count INTEGER NOT NULL DEFAULT 0,
-            window_noticed INTEGER NOT NULL DEFAULT 0,
-            key_id TEXT,
-            opt_changed_at REAL NOT NULL DEFAULT 0
-        ) WITHOUT ROWID""",
-        f"INSERT INTO senders_v3 ({SENDER_COLUMNS}) SELECT {SENDER_COLUMNS} FROM senders",
-        "DROP TABLE senders",
-        "ALTER TABLE senders_v3 RENAME TO senders",
-        """CREATE TABLE answered_v3 (
-            message TEXT PRIMARY KEY,
-            topic TEXT NOT NULL,
-            lang TEXT NOT NULL,
-            sent INTEGER NOT NULL,
-            answered_at REAL NOT NULL
-        ) WITHOUT ROWID""",
-        f"INSERT INTO answered_v3 ({ANSWERED_COLUMNS}) SELECT {ANSWERED_COLUMNS} FROM answered",
-        "DROP TABLE answered",
-        "ALTER TABLE answered_v3 RENAME TO answered",
+        *_rebuilt_without_rowid("senders", SENDERS_V3),
+        *_rebuilt_without_rowid("answered", ANSWERED_V3),
         "CREATE INDEX answered_by_time ON answered (answered_at)",
     ),
 }
@@ -221,25 +223,17 @@ class SQLiteStore:
         keys = (sender, previous, key_id)
         try:
             connection = self._connection()
-            if lock_wait is not None:
-                # A caller in a hurry (a crisis) does not pay for a checkpoint of everyone's
-                # pages: that is left to the next ordinary commit.
-                connection.execute("PRAGMA wal_autocheckpoint = 0")
-            try:
+            # A caller in a hurry (a crisis) does not pay for a checkpoint of everyone's pages:
+            # that is left to the next ordinary commit.
+            with _pragma_for_now(connection, "wal_autocheckpoint", 0, CHECKPOINT_PAGES, when=lock_wait is not None):
                 recorded = self._transaction(connection, keys, message, decide, now, lock_wait, durable=False)
                 if recorded is None:
                     # An opt-out or opt-in: it must be on disk before Twilio hears back, even
                     # after a power cut. SQLite cannot raise the sync level inside a transaction,
                     # so the exchange is done again under FULL (decide is pure; the state is read
                     # afresh).
-                    connection.execute(f"PRAGMA synchronous = {DURABLE}")
-                    try:
+                    with _pragma_for_now(connection, "synchronous", DURABLE, ORDINARY):
                         recorded = self._transaction(connection, keys, message, decide, now, lock_wait, durable=True)
-                    finally:
-                        connection.execute(f"PRAGMA synchronous = {ORDINARY}")
-            finally:
-                if lock_wait is not None:
-                    connection.execute(f"PRAGMA wal_autocheckpoint = {CHECKPOINT_PAGES}")
             assert recorded is not None
             return recorded
         except sqlite3.Error as error:
@@ -399,9 +393,7 @@ class SQLiteStore:
     def _write(self, work: Callable[[sqlite3.Connection], T], durable: bool = False) -> T:
         try:
             connection = self._connection()
-            if durable:
-                connection.execute(f"PRAGMA synchronous = {DURABLE}")
-            try:
+            with _pragma_for_now(connection, "synchronous", DURABLE, ORDINARY, when=durable):
                 self._begin_immediate(connection)
                 try:
                     result = work(connection)
@@ -410,9 +402,6 @@ class SQLiteStore:
                     raise
                 connection.execute("COMMIT")
                 return result
-            finally:
-                if durable:
-                    connection.execute(f"PRAGMA synchronous = {ORDINARY}")
         except sqlite3.Error as error:
             self._drop_connection()
             raise StoreError(f"sqlite: {error}") from error
@@ -464,10 +453,8 @@ class SQLiteStore:
         # No index on last_seen (every message would move it): the senders are walked in key
         # order, PURGE_BATCH at a time, each batch in its own short write transaction.
         cutoff = now - inactive_seconds
-        after = ""
-        senders = 0
 
-        def delete_batch(connection: sqlite3.Connection) -> tuple[str | None, int]:
+        def delete_batch(connection: sqlite3.Connection, after: str) -> tuple[str | None, int]:
             rows = connection.execute(
                 "SELECT sender, last_seen, opted_out FROM senders WHERE sender > ? ORDER BY sender LIMIT ?",
                 (after, PURGE_BATCH),
@@ -476,12 +463,11 @@ class SQLiteStore:
             connection.executemany("DELETE FROM senders WHERE sender = ?", inactive)
             return (rows[-1][0] if len(rows) == PURGE_BATCH else None), len(inactive)
 
-        while True:
-            last, deleted = self._write(delete_batch, durable=True)
+        senders = 0
+        after: str | None = ""
+        while after is not None:
+            after, deleted = self._write(functools.partial(delete_batch, after=after), durable=True)
             senders += deleted
-            if last is None:
-                break
-            after = last
         answered = self._write(
             lambda connection: connection.execute(
                 "DELETE FROM answered WHERE answered_at < ?", (now - ANSWERED_KEEP_SECONDS,)
@@ -503,6 +489,21 @@ class SQLiteStore:
 Keys = tuple[str, tuple[str, ...], "str | None"]
 # A change committed a little after the cursor was read is still found by the next read.
 OPT_CHANGE_OVERLAP_SECONDS = 60.0
+
+
+@contextlib.contextmanager
+def _pragma_for_now(
+    connection: sqlite3.Connection, pragma: str, value: object, usual: object, *, when: bool = True
+) -> Iterator[None]:
+    """``PRAGMA pragma = value`` for the block (only ``when``), then ``usual`` again."""
+    if not when:
+        yield
+        return
+    connection.execute(f"PRAGMA {pragma} = {value}")
+    try:
+        yield
+    finally:
+        connection.execute(f"PRAGMA {pragma} = {usual}")
 
 
 def _schema_version(connection: sqlite3.Connection) -> int:
