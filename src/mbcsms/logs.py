@@ -135,8 +135,11 @@ def _record(level: int, name: str, fields: dict[str, object]) -> logging.LogReco
     return logger.makeRecord(LOGGER_NAME, level, "(mbcsms)", 0, name, (), None, extra=fields)
 
 
-_LEVEL_NAMES = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warning",
-                logging.ERROR: "error", logging.CRITICAL: "critical"}
+# The record's levelname, lower-cased as JsonFormatter writes it, for the standard levels.
+_LEVEL_NAMES = {
+    level: logging.getLevelName(level).lower()
+    for level in (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR, logging.CRITICAL)
+}
 
 
 def sender_prefix(sender_key: str) -> str:
